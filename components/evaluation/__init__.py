@@ -1,0 +1,1 @@
+"""Evaluation: TFMA configs per task and the blessing rules (absolute floors, no regression)."""

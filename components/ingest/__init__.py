@@ -1,0 +1,1 @@
+"""CxrExampleGen: source adapters, image normalisation, patient split and the Beam ingestion pipeline."""

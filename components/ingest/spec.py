@@ -1,0 +1,44 @@
+"""CxrExampleGen's spec keys, artifact type and ComponentSpec, shared by the component and its executor."""
+
+from __future__ import annotations
+
+import json
+
+from tfx.types import artifact, component_spec, standard_artifacts
+
+from components.ingest.beam_ingest import IngestOptions
+
+# Spec keys, declared once.
+EXAMPLES_KEY = "examples"
+REPORT_KEY = "ingest_report"
+SOURCES_KEY = "sources"
+OPTIONS_KEY = "options"
+SALT_ENV_KEY = "salt_env"
+FINGERPRINT_KEY = "input_fingerprint"
+
+
+class IngestReport(artifact.Artifact):
+    """report.json (per-source counts, splits, duplicates) and quarantine.jsonl (every rejected input, why)."""
+
+    TYPE_NAME = "CxrIngestReport"
+
+
+class CxrExampleGenSpec(component_spec.ComponentSpec):
+    PARAMETERS = {
+        SOURCES_KEY: component_spec.ExecutionParameter(type=str),
+        OPTIONS_KEY: component_spec.ExecutionParameter(type=str),
+        # The name of the environment variable holding the id salt; never the salt itself (MLMD records parameters).
+        SALT_ENV_KEY: component_spec.ExecutionParameter(type=str),
+        FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str),
+    }
+    INPUTS = {}
+    OUTPUTS = {
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+        REPORT_KEY: component_spec.ChannelParameter(type=IngestReport),
+    }
+
+
+def options_from_json(text: str) -> IngestOptions:
+    raw = json.loads(text)
+    raw["split_ratios"] = tuple((n, float(r)) for n, r in raw["split_ratios"])
+    return IngestOptions(**raw)

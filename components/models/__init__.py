@@ -1,0 +1,1 @@
+"""Segmentation and classification models, losses and metrics (tf_keras, usable by TFMA)."""

@@ -1,0 +1,1 @@
+"""Transform: the preprocessing_fn shared by training, evaluation and serving."""

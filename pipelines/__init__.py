@@ -1,0 +1,1 @@
+"""Pipeline wiring, configuration, runners and the cxr CLI."""

@@ -1,0 +1,153 @@
+"""The run's configuration in one place: defaults here, overridable from a YAML file and `--set key=value`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import yaml
+
+from components.ingest.sources import SOURCE_KINDS, SourceConfig
+
+
+@dataclasses.dataclass
+class IngestConfig:
+    max_side: int = 1024
+    split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.75, "eval": 0.25})
+    max_quarantine_fraction: float = 0.2
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One task's training budget and hyperparameters (hyperparameters reach the Trainer via custom_config)."""
+
+    train_steps: int = 200
+    eval_steps: int = 10
+    epochs: int = 4
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    base_filters: int = 16
+    depth: int = 4
+    early_stopping_patience: int = 3
+
+
+@dataclasses.dataclass
+class BlessingConfig:
+    """A model is blessed when its metric is >= floor and at most `tolerance` below the latest blessed one."""
+
+    floor: float
+    tolerance: float = 0.01
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    pipeline_name: str = "cxr-pipeline"
+    run_dir: str = "runs/demo"
+    sources: list[SourceConfig] = dataclasses.field(default_factory=list)
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    seg_size: int = 128
+    cls_size: int = 128
+    segmentation: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    classification: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    seg_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.80))
+    cls_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.60))
+    beam_args: list[str] = dataclasses.field(
+        default_factory=lambda: ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    )
+    salt_env: str = "CXR_ID_SALT"  # the salt itself never enters the config (it would land in ML Metadata)
+    enable_cache: bool = True
+
+    def __post_init__(self) -> None:
+        for s in self.sources:
+            if s.kind not in SOURCE_KINDS:
+                raise ValueError(f"source {s.name}: unknown kind {s.kind!r}; known: {sorted(SOURCE_KINDS)}")
+        for name, size in (("seg_size", self.seg_size), ("cls_size", self.cls_size)):
+            if size < 16 or size % 16:
+                raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.run_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.run_dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.run_dir, "serving")
+
+
+def _build(cls: type, raw: dict[str, Any]) -> Any:
+    """Builds dataclass `cls` from a nested dict, refusing unknown keys with the path in the message."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs = {}
+    for key, value in raw.items():
+        default = getattr(cls(), key) if cls is not BlessingConfig else None
+        if key == "sources":
+            kwargs[key] = [SourceConfig(**s) if isinstance(s, dict) else s for s in value]
+        elif dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kwargs[key] = _build(type(default), {**dataclasses.asdict(default), **value})
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def load_config(
+    path: str | None = None, overrides: list[str] | tuple[str, ...] = (), base: PipelineConfig | None = None
+) -> PipelineConfig:
+    """Defaults (or `base`), then the YAML file at `path`, then `key.sub=value` overrides, in that order."""
+    raw: dict[str, Any] = to_dict(base) if base else {}
+    if path:
+        with open(path) as f:
+            merge(raw, yaml.safe_load(f) or {})
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value)
+    return _build(PipelineConfig, raw)
+
+
+def merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def to_dict(config: PipelineConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def demo_config(data_dir: str, run_dir: str) -> PipelineConfig:
+    """The demo's configuration over the archive written by pipelines.demo_data.write_demo_archive."""
+    return PipelineConfig(
+        pipeline_name="cxr-demo",
+        run_dir=run_dir,
+        sources=[
+            SourceConfig("montgomery", "montgomery", os.path.join(data_dir, "montgomery", "MontgomerySet")),
+            SourceConfig("shenzhen", "shenzhen", os.path.join(data_dir, "shenzhen")),
+            SourceConfig("nih", "nih", os.path.join(data_dir, "nih")),
+            SourceConfig("hospital_dicom", "dicom", os.path.join(data_dir, "dicom")),
+        ],
+        ingest=IngestConfig(max_side=256),
+        seg_size=64,
+        cls_size=64,
+        segmentation=TrainConfig(train_steps=240, eval_steps=4, epochs=6, batch_size=8, base_filters=8, depth=3),
+        classification=TrainConfig(train_steps=160, eval_steps=4, epochs=4, batch_size=8),
+    )

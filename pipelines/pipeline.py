@@ -1,0 +1,106 @@
+"""create_pipeline(...): wires the components; knows nothing about where or how it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from tfx import v1 as tfx
+
+from components.evaluation.configs import classification_eval_config, segmentation_eval_config
+from components.ingest.beam_ingest import IngestOptions
+from components.ingest.component import CxrExampleGen
+from pipelines.config import PipelineConfig, TrainConfig
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
+PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
+SEGMENTATION_RUN_FN = "components.trainer.segmentation.run_fn"
+CLASSIFICATION_RUN_FN = "components.trainer.classification.run_fn"
+
+
+def _hparams(config: PipelineConfig, train: TrainConfig) -> dict:
+    hp = dataclasses.asdict(train)
+    hp.pop("train_steps")
+    hp.pop("eval_steps")
+    return {**hp, "seg_size": config.seg_size, "cls_size": config.cls_size}
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None, schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2."""
+    ingest = config.ingest
+    example_gen = CxrExampleGen(
+        sources=config.sources,
+        options=IngestOptions(
+            max_side=ingest.max_side,
+            split_ratios=tuple(ingest.split_ratios.items()),
+            max_quarantine_fraction=ingest.max_quarantine_fraction,
+        ),
+        salt_env=config.salt_env,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={"seg_size": config.seg_size, "cls_size": config.cls_size},
+    )
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    tasks = (
+        (
+            "segmentation",
+            SEGMENTATION_RUN_FN,
+            config.segmentation,
+            segmentation_eval_config(config.seg_blessing.floor, config.seg_blessing.tolerance),
+        ),
+        (
+            "classification",
+            CLASSIFICATION_RUN_FN,
+            config.classification,
+            classification_eval_config(config.cls_blessing.floor, config.cls_blessing.tolerance),
+        ),
+    )
+    for task, run_fn, train, eval_config in tasks:
+        trainer = tfx.components.Trainer(
+            run_fn=run_fn,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(num_steps=train.train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=train.eval_steps),
+            custom_config=_hparams(config, train),
+        ).with_id(f"Trainer.{task}")
+        evaluator_id = f"Evaluator.{task}"
+        baseline = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"),
+            model_blessing=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.ModelBlessing, producer_component_id=evaluator_id, output_key="blessing"
+            ),
+        ).with_id(f"LatestBlessedModelResolver.{task}")
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            schema=schema_gen.outputs["schema"],
+            eval_config=eval_config,
+        ).with_id(evaluator_id)
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(config.serving_dir, task))
+            ),
+        ).with_id(f"Pusher.{task}")
+        components += [trainer, baseline, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,116 @@
+"""End to end: the real pipeline on a tiny generated archive, read back from ML Metadata and the pushed models."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from PIL import Image
+
+from components import features as F
+from pipelines.results import pushed_models
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_NODES = {
+    "CxrExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer.segmentation",
+    "Trainer.classification",
+    "LatestBlessedModelResolver.segmentation",
+    "LatestBlessedModelResolver.classification",
+    "Evaluator.segmentation",
+    "Evaluator.classification",
+    "Pusher.segmentation",
+    "Pusher.classification",
+}
+# Resolvers run inside the orchestrator and leave no execution of their own.
+EXECUTED_NODES = {n for n in EXPECTED_NODES if not n.startswith("LatestBlessedModelResolver")}
+
+
+def _store(path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _executions_by_run(store: metadata_store.MetadataStore, pipeline_name: str) -> list[dict[str, str]]:
+    """[{node id: last known state}] per pipeline run, oldest run first."""
+    node_of = {}
+    for ctx in store.get_contexts_by_type("node"):
+        node = ctx.name.split(".", 1)[1]
+        for e in store.get_executions_by_context(ctx.id):
+            node_of[e.id] = node
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
+    states = metadata_store_pb2.Execution.State.Name
+    return [{node_of[e.id]: states(e.last_known_state) for e in store.get_executions_by_context(r.id)} for r in runs]
+
+
+def test_every_component_executed_then_cached(pipeline_run):
+    runs = _executions_by_run(_store(pipeline_run.first["metadata"]), pipeline_run.config.pipeline_name)
+    assert len(runs) == 2
+    first, second = runs
+    assert set(first) == EXECUTED_NODES
+    assert set(first.values()) == {"COMPLETE"}
+    # Unchanged inputs: the second run reuses every cached result instead of recomputing.
+    assert set(second) == EXECUTED_NODES
+    assert set(second.values()) == {"CACHED"}, second
+
+
+def test_ingest_report_accounts_for_every_file(pipeline_run):
+    root = pipeline_run.first["pipeline_root"]
+    reports = [os.path.join(d, "report.json") for d, _, files in os.walk(root) if "report.json" in files]
+    assert len(reports) == 1
+    report = json.load(open(reports[0]))
+    assert set(report["sources"]) == {s.name for s in pipeline_run.config.sources}
+    for name, s in report["sources"].items():
+        assert s["written"] > 0, name
+        assert sum(s["splits"].values()) == s["written"]
+
+
+def _png(size: tuple[int, int], seed: int = 0) -> bytes:
+    from pipelines.phantom import render_phantom
+
+    img = render_phantom(seed, size=size[1], height=size[0]).image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_pushed_segmentation_model_answers_raw_png(pipeline_run):
+    pushed = pushed_models(pipeline_run.first["serving"])
+    assert "segmentation" in pushed, f"no segmentation model pushed under {pipeline_run.first['serving']}"
+    model = tf.saved_model.load(pushed["segmentation"])
+    out = model.signatures["serve_image"](image_bytes=tf.constant(_png((150, 170))))
+    assert out["lung_mask"].shape == (150, 170)
+    prob = out["lung_probability"].numpy()
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
+    batch = model.signatures[F.SERVING_IMAGE_SIGNATURE](image_bytes=tf.constant([_png((128, 128), 1), _png((200, 160), 2)]))
+    size = pipeline_run.config.seg_size
+    assert batch["lung_probability"].shape == (2, size, size, 1)
+
+
+def test_pushed_classification_model_answers_raw_png_and_example(pipeline_run):
+    pushed = pushed_models(pipeline_run.first["serving"])
+    assert "classification" in pushed
+    model = tf.saved_model.load(pushed["classification"])
+    out = model.signatures[F.SERVING_IMAGE_SIGNATURE](image_bytes=tf.constant([_png((128, 128)), _png((90, 120), 3)]))
+    probs = out["probabilities"].numpy()
+    assert probs.shape == (2, F.NUM_LABELS)
+    assert np.all((probs >= 0) & (probs <= 1))
+    assert [n.decode() for n in out["label_names"].numpy()[0]] == list(F.LABEL_NAMES)
+    example = tf.train.Example(
+        features=tf.train.Features(feature={F.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png((128, 128))]))})
+    )
+    by_example = model.signatures[F.SERVING_EXAMPLE_SIGNATURE](examples=tf.constant([example.SerializeToString()]))
+    np.testing.assert_allclose(by_example["probabilities"].numpy()[0], probs[0], rtol=1e-5, atol=1e-6)
