@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
