@@ -12,6 +12,16 @@ import click
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
 
+# TFX's own progress lines, let through while the rest of absl's INFO chatter is hidden.
+_PROGRESS_PREFIXES = ("Component ", "A cached execution", "Going to run a new execution")
+
+
+class _ProgressFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "absl" or record.levelno >= logging.WARNING:
+            return True
+        return isinstance(record.msg, str) and record.msg.startswith(_PROGRESS_PREFIXES)
+
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
@@ -19,9 +29,11 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # absl (TFX, TF) logs through the root logger; keep the third-party chatter at warnings.
-    for noisy in ("tensorflow", "absl", "apache_beam", "tfx.orchestration", "ml_metadata"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ProgressFilter())
+        for noisy in ("tensorflow", "apache_beam", "ml_metadata"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

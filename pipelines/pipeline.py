@@ -6,10 +6,12 @@ import dataclasses
 import os
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components.evaluation.configs import classification_eval_config, segmentation_eval_config
 from components.ingest.beam_ingest import IngestOptions
 from components.ingest.component import CxrExampleGen
+from components.promotion.pusher import Executor as AtomicPusherExecutor
 from pipelines.config import PipelineConfig, TrainConfig
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
@@ -94,6 +96,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(config.serving_dir, task))
             ),
+            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         ).with_id(f"Pusher.{task}")
         components += [trainer, baseline, evaluator, pusher]
     return tfx.dsl.Pipeline(

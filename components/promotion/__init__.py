@@ -1,0 +1,1 @@
+"""Publishing and promoting models: TF Serving version directories, written atomically, never duplicated."""

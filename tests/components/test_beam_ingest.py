@@ -1,0 +1,100 @@
+"""The ingestion Beam pipeline on a generated archive plus broken files: accounting, split, privacy."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import shutil
+
+import apache_beam as beam
+import pydicom
+import pytest
+import tensorflow as tf
+
+from components import features as F
+from components.ingest import beam_ingest as B
+from components.ingest.sources import SourceConfig
+
+
+@pytest.fixture(scope="module")
+def ingested(tiny_archive, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ingest")
+    data = root / "data"
+    shutil.copytree(tiny_archive, data)
+    (data / "dicom" / "broken.dcm").write_bytes(b"DICM but not really")
+    (data / "dicom" / "empty.dcm").write_bytes(b"")
+    nih_png = sorted((data / "nih" / "images").iterdir())[0]
+    nih_png.write_bytes(nih_png.read_bytes()[:200])  # truncated
+    sources = [
+        SourceConfig("montgomery", "montgomery", str(data / "montgomery" / "MontgomerySet")),
+        SourceConfig("shenzhen", "shenzhen", str(data / "shenzhen")),
+        SourceConfig("nih", "nih", str(data / "nih")),
+        SourceConfig("dicom", "dicom", str(data / "dicom")),
+    ]
+    options = B.IngestOptions(max_side=96, max_quarantine_fraction=0.5)
+    refs, rejected = B.list_sources(sources)
+    with beam.Pipeline() as p:
+        B.build_ingest(p, refs, sources, options, "test-salt", str(root / "examples"), str(root / "work"))
+    report = B.write_report(str(root / "report"), sources, rejected, str(root / "work"), options)
+    examples = {}
+    for split in options.split_names:
+        for path in glob.glob(str(root / "examples" / f"Split-{split}" / "*.gz")):
+            for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                examples.setdefault(split, []).append(tf.train.Example.FromString(record.numpy()))
+    return root, data, report, examples
+
+
+def _str(ex, key):
+    return ex.features.feature[key].bytes_list.value[0].decode()
+
+
+def test_every_input_is_written_or_quarantined_with_reason(ingested):
+    root, _, report, examples = ingested
+    quarantine = [json.loads(line) for line in open(root / "report" / "quarantine.jsonl")]
+    reasons = {q["file"]: q["reason"] for q in quarantine}
+    assert reasons["broken.dcm"].startswith(("not a DICOM image", "not a readable DICOM"))
+    assert reasons["empty.dcm"] == "empty file"
+    assert any(r.startswith("not a readable image") for f, r in reasons.items() if f.startswith("images/"))
+    written = sum(len(v) for v in examples.values())
+    assert written == report["total_written"]
+    s = report["sources"]
+    assert s["montgomery"]["written"] == 10 and s["montgomery"]["listed_files"] == 40
+    assert s["nih"]["written"] == 9 and s["nih"]["quarantined"] == 1
+    assert s["dicom"]["quarantined"] == 2
+
+
+def test_no_patient_in_two_splits_and_sizes_bounded(ingested):
+    _, _, _, examples = ingested
+    patients = {split: {_str(e, F.PATIENT_ID) for e in exs} for split, exs in examples.items()}
+    assert set(patients) == {"train", "eval"}
+    assert not patients["train"] & patients["eval"]
+    for exs in examples.values():
+        for e in exs:
+            img = tf.io.decode_png(e.features.feature[F.IMAGE].bytes_list.value[0], dtype=tf.uint16)
+            assert max(img.shape[:2]) <= 96
+            assert e.features.feature[F.ORIG_HEIGHT].int64_list.value[0] >= img.shape[0]
+            if e.features.feature[F.HAS_MASK].int64_list.value[0]:
+                mask = tf.io.decode_png(e.features.feature[F.MASK].bytes_list.value[0])
+                assert mask.shape == img.shape
+                assert set(tf.unique(tf.reshape(mask, [-1]))[0].numpy()) <= {0, 1, 2}
+
+
+def test_no_identifying_dicom_field_reaches_the_examples(ingested):
+    root, data, _, _ = ingested
+    phi = set()
+    for f in (data / "dicom").glob("IMG*.dcm"):
+        ds = pydicom.dcmread(f)
+        phi |= {
+            str(ds.PatientName),
+            str(ds.PatientID),
+            str(ds.PatientBirthDate),
+            str(ds.AccessionNumber),
+            str(ds.InstitutionName),
+        }
+    phi = {p for p in phi if len(p) >= 4}
+    assert phi
+    blobs = b"".join(gzip.open(p).read() for p in glob.glob(str(root / "examples" / "*" / "*.gz")))
+    blobs += b"".join(open(p, "rb").read() for p in glob.glob(str(root / "report" / "*")))
+    for value in phi:
+        assert value.encode() not in blobs, value

@@ -1,0 +1,93 @@
+"""Pipeline wiring and configuration: components, their dependencies, and config precedence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.ingest.sources import SourceConfig
+from pipelines import config as cfg
+from pipelines.pipeline import create_pipeline
+
+
+@pytest.fixture
+def config(tmp_path, tiny_archive):
+    return cfg.demo_config(str(tiny_archive), str(tmp_path / "run"))
+
+
+def _upstream(component) -> set[str]:
+    return {c.id for c in component.upstream_nodes}
+
+
+def test_components_and_dependencies(config):
+    pipeline = create_pipeline(config)
+    by_id = {c.id: c for c in pipeline.components}
+    assert set(by_id) == {
+        "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+        "Trainer.segmentation", "Trainer.classification",
+        "LatestBlessedModelResolver.segmentation", "LatestBlessedModelResolver.classification",
+        "Evaluator.segmentation", "Evaluator.classification", "Pusher.segmentation", "Pusher.classification",
+    }  # fmt: skip
+    assert _upstream(by_id["StatisticsGen"]) == {"CxrExampleGen"}
+    assert _upstream(by_id["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
+    assert _upstream(by_id["Transform"]) == {"CxrExampleGen", "ImportSchemaGen"}
+    for task in ("segmentation", "classification"):
+        assert _upstream(by_id[f"Trainer.{task}"]) == {"Transform", "ImportSchemaGen"}
+        assert _upstream(by_id[f"Evaluator.{task}"]) == {
+            "CxrExampleGen", f"Trainer.{task}", f"LatestBlessedModelResolver.{task}", "ImportSchemaGen"
+        }  # fmt: skip
+        # Only blessed models are pushed: the Pusher needs the Evaluator's blessing.
+        assert _upstream(by_id[f"Pusher.{task}"]) == {f"Trainer.{task}", f"Evaluator.{task}"}
+    assert pipeline.beam_pipeline_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def test_hyperparameters_reach_trainers_and_no_salt_in_parameters(config, monkeypatch):
+    monkeypatch.setenv(config.salt_env, "super-secret-salt")
+    pipeline = create_pipeline(config)
+    by_id = {c.id: c for c in pipeline.components}
+    custom = json.loads(by_id["Trainer.segmentation"].exec_properties["custom_config"])
+    assert custom["base_filters"] == config.segmentation.base_filters and custom["seg_size"] == config.seg_size
+    params = json.dumps({c.id: {k: str(v) for k, v in c.exec_properties.items()} for c in pipeline.components})
+    assert "super-secret-salt" not in params
+    assert by_id["CxrExampleGen"].exec_properties["salt_env"] == "CXR_ID_SALT"
+
+
+def test_fingerprint_changes_with_inputs(config, tiny_archive, tmp_path):
+    import shutil
+
+    from components.ingest.component import fingerprint_sources
+
+    root = tmp_path / "nih"
+    shutil.copytree(tiny_archive / "nih", root)
+    sources = [SourceConfig("nih", "nih", str(root))]
+    before = fingerprint_sources(sources)
+    assert fingerprint_sources(sources) == before
+    (root / "images" / "extra.png").write_bytes(b"x")
+    assert fingerprint_sources(sources) != before
+
+
+def test_config_precedence_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "run_dir: /data/run\nsegmentation:\n  train_steps: 500\nsources:\n  - {name: n, kind: nih, root: gs://bucket/nih}\n"
+    )
+    c = cfg.load_config(str(path), ["segmentation.train_steps=700", "seg_blessing.floor=0.9"])
+    assert c.run_dir == "/data/run"
+    assert c.segmentation.train_steps == 700 and c.segmentation.batch_size == cfg.TrainConfig().batch_size
+    assert c.seg_blessing.floor == 0.9 and c.sources == [SourceConfig("n", "nih", "gs://bucket/nih")]
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["segmentation.train_stepz=1"], "unknown TrainConfig keys \\['train_stepz'\\]"),
+        (["nonsense=1"], "unknown PipelineConfig keys"),
+        (["seg_size=100"], "multiple of 16"),
+        (["sources=[{name: a, kind: chexpert9, root: /x}]"], "unknown kind 'chexpert9'"),
+        (["novalue"], "must look like key.sub=value"),
+    ],
+)
+def test_bad_config_is_refused(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        cfg.load_config(overrides=overrides)
