@@ -6,13 +6,13 @@ import dataclasses
 import hashlib
 import json
 
-import tensorflow as tf
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import channel_utils, standard_artifacts
 
+from components.ingest import storage
 from components.ingest.beam_ingest import IngestOptions
 from components.ingest.executor import Executor
-from components.ingest.sources import SourceConfig, list_files
+from components.ingest.sources import SourceConfig
 from components.ingest.spec import (
     EXAMPLES_KEY,
     FINGERPRINT_KEY,
@@ -73,7 +73,7 @@ def fingerprint_sources(sources: list[SourceConfig]) -> str:
     h = hashlib.sha256()
     for s in sources:
         h.update(json.dumps(dataclasses.asdict(s), sort_keys=True).encode())
-        for path in list_files(s.root):
-            stat = tf.io.gfile.stat(path)
-            h.update(f"{path[len(s.root) :]}\x1f{stat.length}\x1f{stat.mtime_nsec}\n".encode())
+        for path in storage.list_files(s.root):
+            size, mtime_ns = storage.stat(path)
+            h.update(f"{path[len(s.root) :]}\x1f{size}\x1f{mtime_ns}\n".encode())
     return h.hexdigest()

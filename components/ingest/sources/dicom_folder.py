@@ -1,0 +1,26 @@
+"""A generic folder of DICOM files (any depth): metadata from the tags, no labels."""
+
+from __future__ import annotations
+
+from components.ingest import storage
+from components.ingest.sources.base import DecodedRecord, RecordRef, Rejected, Source
+
+
+class DicomSource(Source):
+    """A generic folder of DICOM files (any depth); metadata from the tags, no labels."""
+
+    kind = "dicom"
+
+    def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
+        refs = []
+        for path in storage.list_files(self.root):
+            rel = self._rel(path)
+            # The patient id comes from the file when it is read; until then the relative path stands in.
+            refs.append(RecordRef(source=self.config.name, rel_path=rel, image_path=path, patient_id=rel))
+        return refs, []
+
+    def read(self, ref: RecordRef, max_pixels: int) -> DecodedRecord:
+        from components.ingest import dicom  # pydicom is only needed for this source
+
+        pixels, meta = dicom.read_dicom(storage.read_bytes(ref.image_path), max_pixels)
+        return DecodedRecord(pixels, None, None, meta)
