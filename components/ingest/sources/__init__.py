@@ -13,11 +13,29 @@ from components.ingest.sources.base import (
     Source,
     SourceConfig,
 )
+from components.ingest.sources.chexpert import ChexpertSource
+from components.ingest.sources.covid import CovidSource
 from components.ingest.sources.dicom_folder import DicomSource
+from components.ingest.sources.kermany import KermanySource
+from components.ingest.sources.manifest import ManifestSource
 from components.ingest.sources.nih import NihSource
 from components.ingest.sources.nlm import MontgomerySource, ShenzhenSource
+from components.ingest.sources.tbx11k import Tbx11kSource
 
-SOURCE_KINDS: dict[str, type[Source]] = {cls.kind: cls for cls in (MontgomerySource, ShenzhenSource, NihSource, DicomSource)}
+SOURCE_KINDS: dict[str, type[Source]] = {
+    cls.kind: cls
+    for cls in (
+        MontgomerySource,
+        ShenzhenSource,
+        NihSource,
+        DicomSource,
+        ChexpertSource,
+        Tbx11kSource,
+        KermanySource,
+        CovidSource,
+        ManifestSource,
+    )
+}
 
 
 def make_source(config: SourceConfig) -> Source:
