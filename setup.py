@@ -24,6 +24,6 @@ setup(
         "click",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "ruff"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "ruff", "gcp-storage-emulator"]},
     entry_points={"console_scripts": ["cxr=pipelines.cli:main"]},
 )
