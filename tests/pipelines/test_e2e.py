@@ -122,3 +122,39 @@ def test_pushed_classification_model_answers_raw_png_and_example(pipeline_run):
     )
     by_example = model.signatures[F.SERVING_EXAMPLE_SIGNATURE](examples=tf.constant([example.SerializeToString()]))
     np.testing.assert_allclose(by_example["probabilities"].numpy()[0], probs[0], rtol=1e-5, atol=1e-6)
+
+
+def _identifying_dicom_values(archive) -> set[str]:
+    import pydicom
+
+    values = set()
+    for f in sorted((archive / "dicom").glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName", "OtherPatientIDs"):
+            value = str(ds.get(keyword, "") or "")
+            if len(value) >= 4:
+                values.add(value)
+        values |= {p for p in str(ds.PatientName).split("^") if len(p) >= 4}
+    return values
+
+
+def test_no_dicom_identifier_in_any_output_or_the_metadata_store(pipeline_run, tiny_archive):
+    import gzip
+
+    phi = _identifying_dicom_values(tiny_archive)
+    assert len(phi) >= 3  # names, birth dates and ids are in the generated DICOMs
+    run_dir = pipeline_run.first["run_dir"]
+    scanned = 0
+    for root, _, files in os.walk(run_dir):
+        if os.path.join(run_dir, "secrets") in root:
+            continue
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            if name.endswith(".gz"):
+                data = gzip.decompress(data)
+            scanned += 1
+            for value in phi:
+                assert value.encode() not in data, f"{value!r} found in {path}"
+    assert scanned > 50 and os.path.exists(pipeline_run.first["metadata"])
