@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import logging
@@ -13,6 +14,9 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from apache_beam import coders
+from apache_beam.io import filebasedsink, tfrecordio
+from apache_beam.io.filesystem import CompressionTypes
 
 from components import features as F
 from components.ingest import imaging
@@ -26,16 +30,35 @@ REPORT_FILE = "report.json"
 
 @dataclasses.dataclass(frozen=True)
 class IngestOptions:
-    """Knobs of ingestion that do not identify anybody (recorded in ML Metadata as parameters)."""
+    """Knobs of ingestion that do not identify anybody (recorded in ML Metadata as parameters).
+
+    Attributes:
+      max_side: longest side of the stored image; larger images are downsized (bilinear, masks nearest).
+      max_pixels: images whose header claims more pixels are refused before decoding (decompression bombs);
+        at most PIL's own ceiling, imaging.PIL_MAX_PIXELS.
+      min_side: images with a shorter side are refused (icons, 1xN strips, thumbnails).
+      max_aspect_ratio: images whose longest / shortest side passes this are refused (strips, crops).
+      split_ratios: (split name, relative weight) pairs; patients are assigned by their hashed id.
+      max_quarantine_fraction: the component fails when a source's quarantined share of its listed
+        inputs passes this.
+    """
 
     max_side: int = 1024
-    max_pixels: int = 60_000_000  # larger images are refused as decompression bombs
+    max_pixels: int = 60_000_000
+    min_side: int = 32
+    max_aspect_ratio: float = 3.0
     split_ratios: tuple[tuple[str, float], ...] = (("train", 0.8), ("eval", 0.2))
     max_quarantine_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {self.max_side}")
+        if not 0 < self.max_pixels <= imaging.PIL_MAX_PIXELS:
+            raise ValueError(f"max_pixels must be in (0, {imaging.PIL_MAX_PIXELS}], got {self.max_pixels}")
+        if self.min_side < 1:
+            raise ValueError(f"min_side must be >= 1, got {self.min_side}")
+        if self.max_aspect_ratio < 1:
+            raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
         if not self.split_ratios or any(r <= 0 for _, r in self.split_ratios):
             raise ValueError(f"split ratios must be positive, got {self.split_ratios}")
         if not 0 <= self.max_quarantine_fraction <= 1:
@@ -78,7 +101,12 @@ def _floats(v: list[float]) -> tf.train.Feature:
 
 
 class ReadRecord(beam.DoFn):
-    """Reads one RecordRef into a serialized tf.Example, or a quarantine entry with its reason."""
+    """Reads one RecordRef into (split, serialized tf.Example, info), or a quarantine entry with its reason.
+
+    This is the one place that catches every exception of a record: whatever one bad file raises (from PIL,
+    pydicom, numpy or storage) quarantines that file with a reason naming the exception type; it never fails
+    the Beam job.
+    """
 
     QUARANTINE = "quarantine"
 
@@ -93,17 +121,34 @@ class ReadRecord(beam.DoFn):
 
     def process(self, ref: RecordRef) -> Iterator[Any]:
         try:
-            decoded = self._sources[ref.source].read(ref, self._options.max_pixels)
-        except (imaging.ImageError, OSError, tf.errors.OpError) as e:
-            yield beam.pvalue.TaggedOutput(self.QUARANTINE, _rejection(ref.source, ref.rel_path, str(e), ref.listed_files))
+            result = self._convert(ref)
+        except imaging.ImageError as e:
+            reason = str(e)
+            logger.info("source %s: quarantined %s: %s", ref.source, ref.rel_path, reason)
+        except Exception as e:  # the DoFn boundary: one record's failure must not fail the job
+            reason = f"{_type_name(e)} while reading: {_shorten(str(e))}"
+            logger.warning("source %s: quarantined %s after %s", ref.source, ref.rel_path, _type_name(e), exc_info=True)
+        else:
+            yield result
             return
+        yield beam.pvalue.TaggedOutput(self.QUARANTINE, _rejection(ref.source, ref.rel_path, reason, ref.listed_files))
+
+    def _convert(self, ref: RecordRef) -> tuple[str, bytes, dict[str, Any]]:
+        options = self._options
+        decoded = self._sources[ref.source].read(ref, options.max_pixels)
+        pixels = decoded.pixels
+        if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+            raise imaging.ImageError(f"adapter returned pixels of shape {pixels.shape} {pixels.dtype}, not (H, W) uint8/16")
+        imaging.check_geometry(pixels.shape, options.min_side, options.max_aspect_ratio)
+        if decoded.mask is not None and decoded.mask.shape != pixels.shape:
+            (mh, mw), (h, w) = decoded.mask.shape, pixels.shape
+            raise imaging.ImageError(f"mask is {mw}x{mh}, image is {w}x{h}")
         meta = {"patient_id": ref.patient_id, "view": ref.view, "sex": ref.sex, "age_years": ref.age_years}
         meta.update(decoded.meta)
         patient_hash = hash_id(self._salt, ref.source, str(meta["patient_id"]))
-        split = assign_split(patient_hash, self._options.split_ratios)
-        pixels = decoded.pixels
+        split = assign_split(patient_hash, options.split_ratios)
         orig_h, orig_w = pixels.shape
-        size = imaging.bounded_size(orig_h, orig_w, self._options.max_side)
+        size = imaging.bounded_size(orig_h, orig_w, options.max_side)
         if decoded.original_png is not None and size == pixels.shape:
             image_png = decoded.original_png  # already lossless grayscale at a good size: no re-encode
         else:
@@ -131,19 +176,32 @@ class ReadRecord(beam.DoFn):
                 }
             )
         )
-        pixel_digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
-        yield (
-            split,
-            example.SerializeToString(),
-            {
-                "source": ref.source,
-                "split": split,
-                "has_mask": int(decoded.mask is not None),
-                "files": ref.listed_files,
-                "pixel_sha256": pixel_digest,
-                "image": ref.rel_path,
-            },
-        )
+        info = {
+            "source": ref.source,
+            "split": split,
+            "has_mask": int(decoded.mask is not None),
+            "files": ref.listed_files,
+            "pixel_sha256": pixel_digest(pixels),
+            "image": ref.rel_path,
+        }
+        return split, example.SerializeToString(), info
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-256 of an image's decoded pixels, shape and dtype: equal for the same picture in any file format."""
+    h = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
+    h.update(np.ascontiguousarray(pixels).data)
+    return h.hexdigest()
+
+
+def _type_name(e: BaseException) -> str:
+    """ "ValueError" for built-ins, "struct.error" or "tensorflow.NotFoundError" for the rest."""
+    package = type(e).__module__.split(".")[0].lstrip("_")
+    return type(e).__qualname__ if package == "builtins" else f"{package}.{type(e).__qualname__}"
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -155,16 +213,31 @@ def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return images, files
 
 
+def _duplicate_group(_: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    """The "source:path" names sharing one pixel digest as a tally, when there are at least two."""
+    group = sorted(names)
+    return [{"kind": "duplicates", "names": group}] if len(group) > 1 else []
+
+
 def _rejection(source: str, rel_path: str, reason: str, files: int) -> dict[str, Any]:
     return {"source": source, "file": rel_path, "reason": reason, "files": files}
 
 
 def list_sources(sources: list[SourceConfig]) -> tuple[list[RecordRef], list[dict[str, Any]]]:
-    """Runs every adapter's listing; returns the records to read and the inputs rejected while listing."""
+    """Runs every adapter's listing; returns the records to read and the inputs rejected while listing.
+
+    The rejected inputs include each source's unreferenced files (Source.unreferenced_files), so that every
+    image file in the folders a source reads is either read or reported.
+
+    Raises:
+      FileNotFoundError, ValueError: a source's layout is missing or unknown (configuration errors fail fast).
+    """
     refs: list[RecordRef] = []
     rejected: list[dict[str, Any]] = []
     for config in sources:
-        src_refs, src_rejected = make_source(config).list_records()
+        source = make_source(config)
+        src_refs, src_rejected = source.list_records()
+        src_rejected = [*src_rejected, *source.unreferenced_files(src_refs, src_rejected)]
         logger.info(
             "source %s (%s): %d records, %d rejected while listing", config.name, config.kind, len(src_refs), len(src_rejected)
         )
@@ -184,12 +257,16 @@ def build_ingest(
 ) -> None:
     """Adds the read/normalise/split/write steps to `pipeline`.
 
-    Writes gzipped TFRecords to `<examples_uri>/Split-<name>/`, and to `work_uri` the quarantine entries
-    (JSON lines), per-(source, split, has_mask) counts and groups of images with identical pixels.
+    Writes gzipped TFRecords to `<examples_uri>/Split-<name>/`, and to `<work_uri>/tally*.jsonl` one JSON line
+    per fact write_report needs, keyed by "kind": "listed" (records per source), "quarantined" (one per
+    record that could not be read, with its reason), "written" (counts per source, split, has_mask) and
+    "duplicates" (a group of images with identical pixels). Duplicates are kept and reported: which copy
+    is right is a curation decision.
     """
+    listed = pipeline | "CreateRefs" >> beam.Create(refs)
     results = (
-        pipeline
-        | "CreateRefs" >> beam.Create(refs)
+        listed
+        # Breaks fusion with Create so the reads are spread over all workers instead of the one holding the list.
         | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadRecord(sources, options, salt)).with_outputs(ReadRecord.QUARANTINE, main="examples")
     )
@@ -201,31 +278,63 @@ def build_ingest(
             part
             | f"Serialized[{name}]" >> beam.Map(lambda e: e[1])
             | f"Write[{name}]"
-            >> beam.io.WriteToTFRecord(posixpath.join(examples_uri, f"Split-{name}", "data_tfrecord"), file_name_suffix=".gz")
+            >> beam.io.Write(StoredGzipTFRecordSink(posixpath.join(examples_uri, f"Split-{name}", "data_tfrecord")))
         )
-    _ = (
-        results[ReadRecord.QUARANTINE]
-        | "QuarantineJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
-        | "WriteQuarantine" >> beam.io.WriteToText(posixpath.join(work_uri, "read_quarantine"), file_name_suffix=".jsonl")
-    )
     infos = examples | "Info" >> beam.Map(lambda e: e[2])
-    _ = (
+    tallies = [
+        listed
+        | "ListedKeys" >> beam.Map(lambda r: (r.source, (1, r.listed_files)))
+        | "SumListed" >> beam.CombinePerKey(_sum_pairs)
+        | "ListedTally" >> beam.MapTuple(lambda k, v: {"kind": "listed", "source": k, "records": v[0], "files": v[1]}),
+        results[ReadRecord.QUARANTINE] | "QuarantineTally" >> beam.Map(lambda r: {"kind": "quarantined", **r}),
         infos
         | "CountKeys" >> beam.Map(lambda i: (json.dumps([i["source"], i["split"], i["has_mask"]]), (1, i["files"])))
         | "SumCounts" >> beam.CombinePerKey(_sum_pairs)
-        | "CountJson" >> beam.MapTuple(lambda k, v: json.dumps({"key": json.loads(k), "images": v[0], "files": v[1]}))
-        | "WriteCounts" >> beam.io.WriteToText(posixpath.join(work_uri, "counts"), file_name_suffix=".jsonl")
-    )
-    _ = (
+        | "CountTally" >> beam.MapTuple(lambda k, v: {"kind": "written", "key": json.loads(k), "images": v[0], "files": v[1]}),
         infos
         | "ByPixels" >> beam.Map(lambda i: (i["pixel_sha256"], f"{i['source']}:{i['image']}"))
         | "GroupPixels" >> beam.GroupByKey()
-        | "Duplicates" >> beam.FlatMapTuple(lambda k, v: [json.dumps(sorted(v))] if len(list(v)) > 1 else [])
-        | "WriteDuplicates" >> beam.io.WriteToText(posixpath.join(work_uri, "duplicates"), file_name_suffix=".jsonl")
+        | "Duplicates" >> beam.FlatMapTuple(_duplicate_group),
+    ]
+    _ = (
+        tallies
+        # One text output instead of four: each write costs several Beam stages of fixed overhead.
+        | "AllTallies" >> beam.Flatten()
+        | "TallyJson" >> beam.Map(lambda t: json.dumps(t, sort_keys=True))
+        | "WriteTallies" >> beam.io.WriteToText(posixpath.join(work_uri, "tally"), file_name_suffix=".jsonl")
     )
 
 
+class StoredGzipTFRecordSink(filebasedsink.FileBasedSink):
+    """TFRecord files (`*.gz`) in gzip framing whose deflate blocks are stored, not compressed.
+
+    The examples are almost all PNG bytes, which deflate cannot shrink; compressing them cost about as much as
+    decoding the image. Any GZIP TFRecord reader reads these files.
+    """
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__(
+            file_path_prefix,
+            coder=coders.BytesCoder(),
+            file_name_suffix=".gz",
+            mime_type="application/octet-stream",
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
+
+    def open(self, temp_path: str) -> tuple[gzip.GzipFile, Any]:
+        raw = super().open(temp_path)
+        return gzip.GzipFile(filename="", mode="wb", compresslevel=0, fileobj=raw, mtime=0), raw
+
+    def write_encoded_record(self, file_handle: tuple[gzip.GzipFile, Any], encoded_value: bytes) -> None:
+        tfrecordio._TFRecordUtil.write_record(file_handle[0], encoded_value)
+
+    def close(self, file_handle: tuple[gzip.GzipFile, Any]) -> None:
+        file_handle[0].close()  # writes the gzip trailer; does not close the file it wraps
+        file_handle[1].close()
+
+
 def read_json_lines(pattern: str) -> list[Any]:
+    """All JSON lines of the files matching a glob pattern (any tf.io.gfile scheme), in file-name order."""
     out = []
     for path in sorted(tf.io.gfile.glob(pattern)):
         with tf.io.gfile.GFile(path) as f:
@@ -238,16 +347,28 @@ def write_report(
 ) -> dict[str, Any]:
     """Combines the listing and Beam outputs into report.json + quarantine.jsonl; returns the report.
 
+    Per source the report holds `listed` (records listed plus inputs rejected while listing), `written`
+    and `quarantined` entries, with `written + quarantined == listed`; the same for input files
+    (`*_files`: images, masks and label sidecars); splits, masks, quarantine reasons, and the share
+    quarantined. `duplicates` lists the groups of images with identical pixels (all copies are kept).
+
     Raises:
-      RuntimeError: the quarantined share of some source's files passes options.max_quarantine_fraction.
+      RuntimeError: a source's quarantined share passes options.max_quarantine_fraction, a source wrote
+        nothing, or the accounting does not add up (a record was lost). Both files are written first.
     """
-    quarantined = listing_rejected + read_json_lines(posixpath.join(work_uri, "read_quarantine*.jsonl"))
-    counts = read_json_lines(posixpath.join(work_uri, "counts*.jsonl"))
-    duplicates = read_json_lines(posixpath.join(work_uri, "duplicates*.jsonl"))
+    tallies = read_json_lines(posixpath.join(work_uri, "tally*.jsonl"))
+    by_kind: dict[str, list[Any]] = {"listed": [], "quarantined": [], "written": [], "duplicates": []}
+    for t in tallies:
+        by_kind[t.pop("kind")].append(t)
+    listed, counts = by_kind["listed"], by_kind["written"]
+    duplicates = sorted(d["names"] for d in by_kind["duplicates"])
+    quarantined = listing_rejected + by_kind["quarantined"]
     per_source: dict[str, dict[str, Any]] = {}
     for c in sources:
         per_source[c.name] = {
             "kind": c.kind,
+            "listed": 0,
+            "listed_files": 0,
             "written": 0,
             "written_files": 0,
             "with_mask": 0,
@@ -255,7 +376,16 @@ def write_report(
             "quarantined": 0,
             "quarantined_files": 0,
             "reasons": {},
+            "duplicates": 0,
         }
+    for entry in listed:
+        s = per_source[entry["source"]]
+        s["listed"] += entry["records"]
+        s["listed_files"] += entry["files"]
+    for r in listing_rejected:
+        s = per_source[r["source"]]
+        s["listed"] += 1
+        s["listed_files"] += r["files"]
     for c in counts:
         (source, split, has_mask) = c["key"]
         s = per_source[source]
@@ -268,25 +398,34 @@ def write_report(
         s["quarantined"] += 1
         s["quarantined_files"] += q["files"]
         s["reasons"][q["reason"]] = s["reasons"].get(q["reason"], 0) + 1
+    for group in duplicates:
+        for name in group:
+            per_source[name.split(":", 1)[0]]["duplicates"] += 1
     for s in per_source.values():
-        s["listed_files"] = s["written_files"] + s["quarantined_files"]
+        s["quarantined_fraction"] = round(s["quarantined"] / s["listed"], 4) if s["listed"] else 0.0
     report = {
         "sources": per_source,
         "duplicates": duplicates,
+        "total_listed": sum(s["listed"] for s in per_source.values()),
         "total_written": sum(s["written"] for s in per_source.values()),
         "total_quarantined": len(quarantined),
+        "max_quarantine_fraction": options.max_quarantine_fraction,
     }
     tf.io.gfile.makedirs(report_uri)
     with tf.io.gfile.GFile(posixpath.join(report_uri, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with tf.io.gfile.GFile(posixpath.join(report_uri, QUARANTINE_FILE), "w") as f:
-        for q in sorted(quarantined, key=lambda q: (q["source"], q["file"])):
+        for q in sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"])):
             f.write(json.dumps(q, sort_keys=True) + "\n")
     for name, s in per_source.items():
-        entries = s["written"] + s["quarantined"]
-        if entries and s["quarantined"] / entries > options.max_quarantine_fraction:
+        if (s["written"] + s["quarantined"], s["written_files"] + s["quarantined_files"]) != (s["listed"], s["listed_files"]):
             raise RuntimeError(
-                f"source {name}: {s['quarantined']} of {entries} inputs quarantined, more than the allowed "
+                f"source {name}: accounting mismatch: {s['written']} written + {s['quarantined']} quarantined entries "
+                f"for {s['listed']} listed ({s['written_files']} + {s['quarantined_files']} files for {s['listed_files']})"
+            )
+        if s["quarantined_fraction"] > options.max_quarantine_fraction:
+            raise RuntimeError(
+                f"source {name}: {s['quarantined']} of {s['listed']} inputs quarantined, more than the allowed "
                 f"{options.max_quarantine_fraction:.0%}; reasons: {s['reasons']} (see {report_uri}/{QUARANTINE_FILE})"
             )
         if s["written"] == 0:

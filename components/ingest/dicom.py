@@ -3,19 +3,55 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from components.ingest import imaging
 
 # BodyPartExamined values that are chest radiographs; anything else named explicitly is refused.
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "PORT CHEST", "TORAX", "THORAX_CHEST"})
+# Free-text tags that name the body part when BodyPartExamined is empty (common in CR exports).
+DESCRIPTION_TAGS = ("StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription")
+# Whole words of those descriptions that say "chest", and body parts that say "not a chest radiograph".
+_CHEST_WORDS = frozenset({"CHEST", "THORAX", "THORACIC", "LUNG", "LUNGS", "TORAX", "CXR", "PULMONARY"})
+_OTHER_PARTS = frozenset(
+    {"HAND", "HANDS", "WRIST", "FINGER", "FINGERS", "THUMB", "FOOT", "FEET", "ANKLE", "TOE", "TOES", "KNEE", "HIP",
+     "PELVIS", "SKULL", "HEAD", "SHOULDER", "ELBOW", "FOREARM", "HUMERUS", "FEMUR", "TIBIA", "FIBULA", "LEG", "ARM",
+     "ABDOMEN", "KUB", "BREAST", "DENTAL", "TEETH", "SINUS", "SINUSES", "MANDIBLE", "CERVICAL", "LUMBAR", "SACRUM"}
+)  # fmt: skip
+# Modalities that are never a projection chest radiograph (a CT slice tagged CHEST is still no X-ray).
+NON_RADIOGRAPH_MODALITIES = frozenset(
+    {"CT", "MR", "PT", "NM", "US", "MG", "XA", "RF", "IO", "PX", "OP", "SM", "ECG", "SR", "SEG", "PR", "KO", "DOC"}
+)
+# What pydicom raises on malformed files: its readers and pixel handlers leak many built-in types.
+_PYDICOM_ERRORS = (
+    InvalidDicomError,
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+)
+_TRANSFER_SYNTAX_BY_ENCODING = {
+    (True, True): pydicom.uid.ImplicitVRLittleEndian,
+    (False, True): pydicom.uid.ExplicitVRLittleEndian,
+    (False, False): pydicom.uid.ExplicitVRBigEndian,
+}
 
 
-def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, Any]]:
+def read_dicom(data: bytes, max_pixels: int, require_chest: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Decodes a DICOM file (with or without preamble/meta header) to display-ready pixels.
 
     Applies the modality LUT (rescale slope/intercept), the VOI LUT or window when present, and inverts
@@ -23,43 +59,101 @@ def read_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, dict[str, Any]
 
     Args:
       data: the file's bytes.
-      max_pixels: larger images are refused.
+      max_pixels: larger images are refused from their header, before the pixel data is decoded.
+      require_chest: refuse files whose metadata does not say "chest" (BodyPartExamined or a description);
+        without it, only files whose metadata names another body part or modality are refused.
 
     Returns:
       (pixels, meta): pixels (H, W) uint8 or uint16; meta holds patient_id (raw, to be hashed by the
       caller), sex, age_years and view. No other tag leaves this function.
 
     Raises:
-      imaging.ImageError: not DICOM, no pixel data, not a chest image by its metadata, or too large.
+      imaging.ImageError: not DICOM, no or unreadable pixel data, not a chest radiograph by its metadata,
+        not one grayscale frame, or too large.
     """
     if not data:
         raise imaging.ImageError("empty file")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as e:  # pydicom raises many types for garbage input
-        raise imaging.ImageError(f"not a readable DICOM file: {e}") from e
+    except _PYDICOM_ERRORS as e:
+        raise imaging.ImageError(f"not a readable DICOM file: {e} ({type(e).__name__})") from e
     if "PixelData" not in ds:
         raise imaging.ImageError("not a DICOM image (no pixel data)")
-    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
-    if body_part and body_part not in CHEST_BODY_PARTS:
-        raise imaging.ImageError(f"not a chest image: BodyPartExamined is {body_part}")
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    if rows * cols > max_pixels:
-        raise imaging.ImageError(f"image of {cols}x{rows} pixels exceeds the limit of {max_pixels} pixels")
-    if "TransferSyntaxUID" not in ds.file_meta:
-        # ACR-NEMA files have no meta header: their data is implicit VR little endian by definition.
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    try:
+        _check_header(ds, max_pixels, require_chest)
+    except imaging.ImageError:
+        raise
+    except _PYDICOM_ERRORS as e:
+        raise imaging.ImageError(f"unreadable DICOM header: {e} ({type(e).__name__})") from e
     try:
         raw = ds.pixel_array
-    except Exception as e:
-        raise imaging.ImageError(f"unreadable DICOM pixel data: {e}") from e
+    except _PYDICOM_ERRORS as e:
+        raise imaging.ImageError(f"unreadable DICOM pixel data: {e} ({type(e).__name__})") from e
     if raw.ndim != 2:
         raise imaging.ImageError(f"expected one grayscale frame, got pixel array of shape {raw.shape}")
-    pixels = _display_pixels(ds, raw)
-    return pixels, _meta(ds)
+    try:
+        pixels = _display_pixels(ds, raw)
+        meta = _meta(ds)
+    except imaging.ImageError:
+        raise
+    except _PYDICOM_ERRORS as e:
+        raise imaging.ImageError(f"unusable DICOM pixel or LUT tags: {e} ({type(e).__name__})") from e
+    return pixels, meta
+
+
+def _check_header(ds: pydicom.Dataset, max_pixels: int, require_chest: bool) -> None:
+    """Refuses by metadata and size before decoding; fills in the transfer syntax of headerless files."""
+    check_body_part(ds, require_chest)
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality in NON_RADIOGRAPH_MODALITIES:
+        raise imaging.ImageError(f"not a chest radiograph: Modality is {modality}")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames != 1 or samples != 1:
+        raise imaging.ImageError(f"expected one grayscale frame, got {frames} frame(s) of {samples} sample(s) per pixel")
+    imaging.check_pixel_count(cols, rows, max_pixels)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # ACR-NEMA files have no meta header: decode with the encoding pydicom detected while reading.
+        ds.file_meta.TransferSyntaxUID = _TRANSFER_SYNTAX_BY_ENCODING.get(
+            tuple(ds.original_encoding), pydicom.uid.ImplicitVRLittleEndian
+        )
+
+
+def check_body_part(ds: pydicom.Dataset, require_chest: bool) -> None:
+    """Refuses a file whose metadata names a body part other than the chest (or, if required, none).
+
+    BodyPartExamined decides when present. Otherwise the free-text descriptions are split into words and
+    compared whole (so "HANDHELD" is not a hand); a description naming the chest wins over one naming
+    another part.
+
+    Raises:
+      imaging.ImageError: naming the tag and the value that refused the file.
+    """
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    if body_part:
+        if body_part not in CHEST_BODY_PARTS:
+            raise imaging.ImageError(f"not a chest image: BodyPartExamined is {body_part}")
+        return
+    words: dict[str, set[str]] = {}
+    for tag in DESCRIPTION_TAGS:
+        text = str(ds.get(tag, "") or "").upper()
+        words[tag] = set(re.findall(r"[A-Z]+", text))
+    if any(w & _CHEST_WORDS for w in words.values()):
+        return
+    for tag, w in words.items():
+        if w & _OTHER_PARTS:
+            raise imaging.ImageError(f"not a chest image: {tag} names {', '.join(sorted(w & _OTHER_PARTS))}")
+    if require_chest:
+        raise imaging.ImageError(
+            f"no chest in the metadata: BodyPartExamined is empty and no description ({', '.join(DESCRIPTION_TAGS)}) "
+            "names the chest"
+        )
 
 
 def _display_pixels(ds: pydicom.Dataset, raw: np.ndarray) -> np.ndarray:
+    if raw.size == 0:
+        raise imaging.ImageError("DICOM image has no pixels")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
     has_rescale = float(ds.get("RescaleSlope", 1) or 1) != 1 or float(ds.get("RescaleIntercept", 0) or 0) != 0

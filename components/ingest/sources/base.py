@@ -14,6 +14,9 @@ from components import features as F
 from components.ingest import imaging, storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+# Files that must each be used by a record or reported (see Source.unreferenced_files).
+UNREFERENCED_EXTENSIONS = (*IMAGE_EXTENSIONS, *DICOM_EXTENSIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,28 +78,81 @@ class Source:
         self.root = config.root.rstrip("/")
 
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
+        """Finds the records to ingest and the inputs refused while listing (each with its reason).
+
+        Raises:
+          FileNotFoundError, ValueError: the source's layout is not there at all (a configuration error).
+        """
         raise NotImplementedError
 
     def read(self, ref: RecordRef, max_pixels: int) -> DecodedRecord:
+        """Reads and decodes one record once; keeps the file's bytes when they can be stored unchanged.
+
+        Raises:
+          imaging.ImageError: the image or a mask cannot be ingested (the message is the quarantine reason).
+          Any other exception is quarantined by the ingestion DoFn with its type as the reason.
+        """
         data = storage.read_bytes(ref.image_path)
-        pixels, img = imaging.decode_image(data, max_pixels)
-        original = data if imaging.reusable_png(img, pixels.shape) else None
+        meta: dict[str, Any] = {}
+        if ref.image_path.lower().endswith(DICOM_EXTENSIONS):
+            from components.ingest import dicom  # pydicom is only needed for DICOM files
+
+            pixels, tags = dicom.read_dicom(data, max_pixels)
+            original = None
+            # What the listing (e.g. a manifest row) says wins; the file's tags fill in what it left unknown.
+            defaults = {"view": "UNKNOWN", "sex": "U", "age_years": -1.0}
+            meta = {k: tags[k] for k, unknown in defaults.items() if k in tags and getattr(ref, k) == unknown}
+        else:
+            pixels, img = imaging.decode_image(data, max_pixels)
+            original = data if imaging.reusable_png(img, pixels.shape) else None
         mask = self.read_mask(ref, pixels.shape, max_pixels) if ref.mask_paths else None
-        return DecodedRecord(pixels, mask, original, {})
+        return DecodedRecord(pixels, mask, original, meta)
 
     def read_mask(self, ref: RecordRef, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
-        """Merges the record's binary mask files into one label map of the image's shape."""
+        """Merges the record's binary mask files into one (H, W) uint8 label map of the image's shape.
+
+        Raises:
+          imaging.ImageError: a mask is unreadable or not the size of its image (stretching it would misplace
+            the lungs, so the record is quarantined instead).
+        """
         label_map = np.zeros(shape, np.uint8)
         for path, value in ref.mask_paths:
-            m, _ = imaging.decode_image(storage.read_bytes(path), max_pixels)
+            name = posixpath.basename(path)
+            try:
+                m, _ = imaging.decode_image(storage.read_bytes(path), max_pixels)
+            except imaging.ImageError as e:
+                raise imaging.ImageError(f"mask {name}: {e}") from e
             if m.shape != shape:
-                raise imaging.ImageError(
-                    f"mask {posixpath.basename(path)} is {m.shape[1]}x{m.shape[0]}, image is {shape[1]}x{shape[0]}"
-                )
+                raise imaging.ImageError(f"mask {name} is {m.shape[1]}x{m.shape[0]}, image is {shape[1]}x{shape[0]}")
             # JPEG masks carry compression noise around 0/255: threshold at the middle of the range.
             threshold = 127 if m.dtype == np.uint8 else 32767
             label_map[m > threshold] = value
         return label_map
+
+    def unreferenced_files(self, refs: list[RecordRef], rejected: list[Rejected]) -> list[Rejected]:
+        """Image files in the folders this source reads that no record or rejection accounts for.
+
+        A mask whose image is gone, or one lung mask without its pair, would otherwise vanish silently.
+        Only folders holding at least one used file are searched, so folders an adapter never reads (another
+        split, a test set) are not reported. An adapter that reads a deliberate subset of a folder overrides this.
+
+        Args:
+          refs: this source's listed records.
+          rejected: what its listing rejected.
+
+        Returns:
+          One Rejected per unused file, reason "unreferenced file: ...".
+        """
+        candidates = {posixpath.normpath(p): p for p in storage.list_files(self.root, UNREFERENCED_EXTENSIONS)}
+        used = {posixpath.normpath(r.image_path) for r in refs}
+        used |= {posixpath.normpath(p) for r in refs for p, _ in r.mask_paths}
+        used |= {posixpath.normpath(posixpath.join(self.root, r.rel_path)) for r in rejected}
+        folders = {posixpath.dirname(p) for p in used if p in candidates}
+        return [
+            Rejected(self.config.name, self._rel(path), "unreferenced file: no record uses it (e.g. a mask without its image)")
+            for norm, path in sorted(candidates.items())
+            if norm not in used and posixpath.dirname(norm) in folders
+        ]
 
     def _rel(self, path: str) -> str:
         return storage.relpath(path, self.root)

@@ -7,9 +7,24 @@ from components.ingest.sources.base import DecodedRecord, RecordRef, Rejected, S
 
 
 class DicomSource(Source):
-    """A generic folder of DICOM files (any depth); metadata from the tags, no labels."""
+    """A generic folder of DICOM files (any depth); metadata from the tags, no labels.
+
+    Options:
+      require_chest_metadata: quarantine files whose metadata does not say "chest" (default false: only files
+        whose metadata names another body part or a non-radiograph modality are quarantined). Turn it on for
+        PACS exports, where a hand or knee radiograph without BodyPartExamined would otherwise pass.
+    """
 
     kind = "dicom"
+
+    def __init__(self, config):
+        super().__init__(config)
+        options = dict(config.options)
+        self.require_chest = options.pop("require_chest_metadata", False)
+        if options or not isinstance(self.require_chest, bool):
+            raise ValueError(
+                f"dicom source {config.name}: the only option is require_chest_metadata (true/false), got {config.options}"
+            )
 
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
         refs = []
@@ -22,5 +37,5 @@ class DicomSource(Source):
     def read(self, ref: RecordRef, max_pixels: int) -> DecodedRecord:
         from components.ingest import dicom  # pydicom is only needed for this source
 
-        pixels, meta = dicom.read_dicom(storage.read_bytes(ref.image_path), max_pixels)
+        pixels, meta = dicom.read_dicom(storage.read_bytes(ref.image_path), max_pixels, self.require_chest)
         return DecodedRecord(pixels, None, None, meta)

@@ -8,7 +8,16 @@ import posixpath
 
 from components import features as F
 from components.ingest import storage
-from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, SourceConfig, parse_age, parse_sex, parse_view
+from components.ingest.sources.base import (
+    DICOM_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    RecordRef,
+    Rejected,
+    SourceConfig,
+    parse_age,
+    parse_sex,
+    parse_view,
+)
 from components.ingest.sources.covid import LABEL_MAP, LabelMapMaskSource
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "patient_id")
@@ -24,6 +33,7 @@ def _is_absolute(path: str) -> bool:
 class ManifestSource(LabelMapMaskSource):
     """A CSV listing one image per row; the manifest is the whole listing (files not in it are not looked for).
 
+    Images are PNG, JPEG or DICOM (`.dcm`/`.dicom`; the row's view/sex/age win over the file's tags).
     Columns: path and patient_id (required), mask_path, view (PA/AP/LL), sex, age (optional), and label
     columns named exactly by canonical label names (features.LABEL_NAMES) holding 1, 0 or blank (unknown).
     Paths are relative to root, or absolute / gs://. Any other column is a ValueError naming the allowed ones.
@@ -135,7 +145,7 @@ class ManifestSource(LabelMapMaskSource):
             return None, Rejected(name, rel, f"mask {mask_written} points at a missing file")
         files = 1 + int(mask_path is not None)
         ext = posixpath.splitext(rel)[1]
-        if ext.lower() not in IMAGE_EXTENSIONS:
+        if ext.lower() not in (*IMAGE_EXTENSIONS, *DICOM_EXTENSIONS):
             return None, Rejected(name, rel, f"not an image file type ({ext or 'no extension'})", files=files)
         patient = (row.get("patient_id") or "").strip()
         if not patient:
