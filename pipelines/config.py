@@ -8,14 +8,36 @@ from typing import Any
 
 import yaml
 
+from components.ingest.beam_ingest import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
+
+_INGEST_DEFAULTS = IngestOptions()
 
 
 @dataclasses.dataclass
 class IngestConfig:
-    max_side: int = 1024
+    """CxrExampleGen's knobs; the meaning and defaults of the shared ones live in IngestOptions."""
+
+    max_side: int = _INGEST_DEFAULTS.max_side
+    max_pixels: int = _INGEST_DEFAULTS.max_pixels
+    min_side: int = _INGEST_DEFAULTS.min_side
+    max_aspect_ratio: float = _INGEST_DEFAULTS.max_aspect_ratio
     split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.75, "eval": 0.25})
-    max_quarantine_fraction: float = 0.2
+    max_quarantine_fraction: float = _INGEST_DEFAULTS.max_quarantine_fraction
+    # Appended to `beam_args` for ingestion only. Its work (PNG/JPEG decoding, zlib, hashing, file reads)
+    # releases the GIL, so threads use every core without the ~10 s of worker-process start-up that
+    # multi-processing costs (benchmarks/ingest.py measures both). Ignored by runners other than DirectRunner.
+    beam_args: list[str] = dataclasses.field(default_factory=lambda: ["--direct_running_mode=multi_threading"])
+
+    def options(self) -> IngestOptions:
+        return IngestOptions(
+            max_side=self.max_side,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            max_aspect_ratio=self.max_aspect_ratio,
+            split_ratios=tuple(self.split_ratios.items()),
+            max_quarantine_fraction=self.max_quarantine_fraction,
+        )
 
 
 @dataclasses.dataclass
@@ -65,6 +87,7 @@ class PipelineConfig:
         for name, size in (("seg_size", self.seg_size), ("cls_size", self.cls_size)):
             if size < 16 or size % 16:
                 raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
+        self.ingest.options()  # validates the ingestion knobs now rather than when the component runs
 
     @property
     def pipeline_root(self) -> str:

@@ -9,7 +9,6 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.evaluation.configs import classification_eval_config, segmentation_eval_config
-from components.ingest.beam_ingest import IngestOptions
 from components.ingest.component import CxrExampleGen
 from components.promotion.pusher import Executor as AtomicPusherExecutor
 from pipelines.config import PipelineConfig, TrainConfig
@@ -29,16 +28,9 @@ def _hparams(config: PipelineConfig, train: TrainConfig) -> dict:
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None, schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2."""
-    ingest = config.ingest
     example_gen = CxrExampleGen(
-        sources=config.sources,
-        options=IngestOptions(
-            max_side=ingest.max_side,
-            split_ratios=tuple(ingest.split_ratios.items()),
-            max_quarantine_fraction=ingest.max_quarantine_fraction,
-        ),
-        salt_env=config.salt_env,
-    )
+        sources=config.sources, options=config.ingest.options(), salt_env=config.salt_env
+    ).with_beam_pipeline_args(list(config.ingest.beam_args))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
     example_validator = tfx.components.ExampleValidator(

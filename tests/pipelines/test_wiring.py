@@ -86,8 +86,19 @@ def test_config_precedence_yaml_then_overrides(tmp_path):
         (["seg_size=100"], "multiple of 16"),
         (["sources=[{name: a, kind: chexpert9, root: /x}]"], "unknown kind 'chexpert9'"),
         (["novalue"], "must look like key.sub=value"),
+        (["ingest.max_aspect_ratio=0.5"], "max_aspect_ratio must be >= 1"),
+        (["ingest.split_ratios={train: 0}"], "split ratios must be positive"),
     ],
 )
 def test_bad_config_is_refused(overrides, match):
     with pytest.raises(ValueError, match=match):
         cfg.load_config(overrides=overrides)
+
+
+def test_ingestion_options_and_beam_args_reach_example_gen(config):
+    config = cfg.load_config(overrides=["ingest.min_side=64", "ingest.beam_args=['--direct_num_workers=3']"], base=config)
+    example_gen = {c.id: c for c in create_pipeline(config).components}["CxrExampleGen"]
+    options = json.loads(example_gen.exec_properties["options"])
+    assert options["min_side"] == 64 and options["max_aspect_ratio"] == cfg.IngestConfig().max_aspect_ratio
+    # Pipeline-wide Beam args first, ingestion's after them, so that ingestion's win.
+    assert example_gen.executor_spec.beam_pipeline_args == [*config.beam_args, "--direct_num_workers=3"]
