@@ -6,12 +6,13 @@ import glob
 import shutil
 
 import apache_beam as beam
+import native_trees
 import pytest
 import tensorflow as tf
 
 from components import features as F
 from components.ingest import beam_ingest as B
-from components.ingest.sources import SourceConfig
+from components.ingest.sources import SOURCE_KINDS, SourceConfig
 
 
 def _sources(archive, samples) -> list[SourceConfig]:
@@ -20,7 +21,13 @@ def _sources(archive, samples) -> list[SourceConfig]:
         SourceConfig("shenzhen", "shenzhen", str(archive / "shenzhen")),
         SourceConfig("nih", "nih", str(archive / "nih")),
         SourceConfig("dicom", "dicom", str(archive / "dicom")),
+        SourceConfig("chexpert", "chexpert", str(native_trees.chexpert(archive / "chexpert", 8, 3))),
+        SourceConfig("kermany", "kermany", str(native_trees.kermany(archive / "kermany", 8, 3))),
+        SourceConfig("covid", "covid", str(native_trees.covid(archive / "covid", 8, 3))),
+        SourceConfig("tbx11k", "tbx11k", str(native_trees.tbx11k(archive / "tbx11k", 12))),
+        SourceConfig("hospital", "manifest", str(native_trees.manifest(archive / "hospital", 8, 3))),
     ]
+    assert {s.kind for s in sources} == set(SOURCE_KINDS)  # every adapter, so a new one must join this test
     if samples is not None:
         sources += [
             SourceConfig("nih_real", "nih", str(samples / "nih_cxr14")),
@@ -56,6 +63,7 @@ def test_no_patient_in_two_splits_over_all_sources(tiny_archive, tmp_path, reque
                 patients.setdefault(pid, set()).add(split)
                 images_per_patient[pid] = images_per_patient.get(pid, 0) + 1
     assert sum(images_per_patient.values()) == report["total_written"] > 0
+    assert all(s["written"] > 0 for s in report["sources"].values()), report["sources"]
     assert any(n > 1 for n in images_per_patient.values())  # the test would be empty without multi-image patients
     leaked = {pid: splits for pid, splits in patients.items() if len(splits) > 1}
     assert leaked == {}
