@@ -414,9 +414,10 @@ def write_report(
     tf.io.gfile.makedirs(report_uri)
     with tf.io.gfile.GFile(posixpath.join(report_uri, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
+    lines = [json.dumps(q, sort_keys=True) + "\n" for q in sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"]))]
+    # One write, even of "": GFile creates the file on its first write, and readers expect it to exist.
     with tf.io.gfile.GFile(posixpath.join(report_uri, QUARANTINE_FILE), "w") as f:
-        for q in sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"])):
-            f.write(json.dumps(q, sort_keys=True) + "\n")
+        f.write("".join(lines))
     for name, s in per_source.items():
         if (s["written"] + s["quarantined"], s["written_files"] + s["quarantined_files"]) != (s["listed"], s["listed_files"]):
             raise RuntimeError(

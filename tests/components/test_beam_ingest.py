@@ -98,3 +98,14 @@ def test_no_identifying_dicom_field_reaches_the_examples(ingested):
     blobs += b"".join(open(p, "rb").read() for p in glob.glob(str(root / "report" / "*")))
     for value in phi:
         assert value.encode() not in blobs, value
+
+
+def test_clean_input_still_writes_an_empty_quarantine_file(tiny_archive, tmp_path):
+    sources = [SourceConfig("nih", "nih", str(tiny_archive / "nih"))]
+    options = B.IngestOptions(max_side=64)
+    refs, rejected = B.list_sources(sources)
+    with beam.Pipeline() as p:
+        B.build_ingest(p, refs, sources, options, "test-salt", str(tmp_path / "examples"), str(tmp_path / "work"))
+    report = B.write_report(str(tmp_path / "report"), sources, rejected, str(tmp_path / "work"), options)
+    assert report["total_quarantined"] == 0 and report["total_written"] == len(refs) > 0
+    assert (tmp_path / "report" / "quarantine.jsonl").read_text() == ""
