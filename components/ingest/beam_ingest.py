@@ -414,7 +414,8 @@ def write_report(
     tf.io.gfile.makedirs(report_uri)
     with tf.io.gfile.GFile(posixpath.join(report_uri, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
-    lines = [json.dumps(q, sort_keys=True) + "\n" for q in sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"]))]
+    ordered = sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"]))
+    lines = [json.dumps(q, sort_keys=True) + "\n" for q in ordered]
     # One write, even of "": GFile creates the file on its first write, and readers expect it to exist.
     with tf.io.gfile.GFile(posixpath.join(report_uri, QUARANTINE_FILE), "w") as f:
         f.write("".join(lines))
