@@ -114,13 +114,19 @@ def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...])
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, help="Config override, e.g. --set run_dir=/data/runs/x")
-def run(config_path: str, overrides: tuple[str, ...]) -> None:
+@click.option(
+    "--to",
+    "to_nodes",
+    multiple=True,
+    help="Run only what this node needs (repeatable), e.g. --to DataGate to ingest and validate new data.",
+)
+def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...]) -> None:
     """Run the pipeline described by a YAML config file."""
     from pipelines import config as cfg
     from pipelines import local_runner
 
     start = time.monotonic()
-    outputs = local_runner.run(cfg.load_config(config_path, overrides))
+    outputs = local_runner.run(cfg.load_config(config_path, overrides), to_nodes=list(to_nodes) or None)
     _print_outputs(outputs, time.monotonic() - start)
 
 

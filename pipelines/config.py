@@ -41,6 +41,34 @@ class IngestConfig:
 
 
 @dataclasses.dataclass
+class ValidationConfig:
+    """What stops a run before Transform (components/validation): schema anomalies, skew and drift.
+
+    Distances are L-infinity for string features and Jensen-Shannon divergence for numeric ones, per
+    feature; an empty mapping turns that check off.
+    """
+
+    # Record anomalies in the gate's report and go on instead of failing the run.
+    continue_on_anomalies: bool = False
+    # Each split against train, within a run. Not age by default: on a small eval split its histogram is
+    # mostly sampling noise (the 10-images-per-source test archive measures a divergence above 0.5).
+    split_skew: dict[str, float] = dataclasses.field(default_factory=lambda: {"source": 0.3, "view": 0.3, "sex": 0.3})
+    # This run against the statistics of the last run that passed the gate, split by split.
+    drift: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"source": 0.2, "view": 0.2, "sex": 0.2, "age_years": 0.3}
+    )
+    # Share of images decoded for TFDV's image statistics (the slow part of StatisticsGen).
+    image_stats_sample_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.image_stats_sample_rate <= 1:
+            raise ValueError(f"image_stats_sample_rate must be in (0, 1], got {self.image_stats_sample_rate}")
+        for name, thresholds in (("split_skew", self.split_skew), ("drift", self.drift)):
+            if any(not 0 < t <= 1 for t in thresholds.values()):
+                raise ValueError(f"validation.{name} thresholds must be in (0, 1], got {thresholds}")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """One task's training budget and hyperparameters (hyperparameters reach the Trainer via custom_config)."""
 
@@ -68,6 +96,7 @@ class PipelineConfig:
     run_dir: str = "runs/demo"
     sources: list[SourceConfig] = dataclasses.field(default_factory=list)
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     seg_size: int = 128
     cls_size: int = 128
     segmentation: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -8,6 +8,7 @@ import secrets
 import time
 
 from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
 
 from pipelines.config import PipelineConfig
 from pipelines.pipeline import create_pipeline
@@ -33,8 +34,14 @@ def ensure_salt(config: PipelineConfig) -> None:
         os.environ[config.salt_env] = f.read().strip()
 
 
-def run(config: PipelineConfig) -> dict[str, str]:
-    """Runs the whole pipeline; returns where its outputs are."""
+def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, str]:
+    """Runs the whole pipeline, or only what `to_nodes` need (e.g. ["Transform"] to check new data); returns
+    where its outputs are.
+
+    Raises:
+      ValueError: a name in to_nodes is not a node of the pipeline.
+      RuntimeError: a component failed (e.g. components.validation.gate.DataAnomaliesError).
+    """
     config.run_dir = os.path.abspath(config.run_dir)
     os.makedirs(config.run_dir, exist_ok=True)
     ensure_salt(config)
@@ -42,7 +49,14 @@ def run(config: PipelineConfig) -> dict[str, str]:
     pipeline = create_pipeline(config, metadata_connection_config=metadata)
     start = time.monotonic()
     logger.info("running pipeline %s (%d components) into %s", config.pipeline_name, len(pipeline.components), config.run_dir)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    run_options = None
+    if to_nodes:
+        unknown = sorted(set(to_nodes) - {c.id for c in pipeline.components})
+        if unknown:
+            raise ValueError(f"unknown nodes {unknown}; the pipeline's are {sorted(c.id for c in pipeline.components)}")
+        run_options = tfx_pipeline.RunOptions(to_nodes=list(to_nodes))
+        logger.info("partial run: only what %s need", ", ".join(to_nodes))
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
     logger.info("pipeline finished in %.0f s", time.monotonic() - start)
     return {
         "run_dir": config.run_dir,

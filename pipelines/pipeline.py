@@ -11,6 +11,8 @@ from tfx.dsl.components.base import executor_spec
 from components.evaluation.configs import classification_eval_config, segmentation_eval_config
 from components.ingest.component import CxrExampleGen
 from components.promotion.pusher import Executor as AtomicPusherExecutor
+from components.validation import checks, gate
+from components.validation.resolver import LatestIfAnyStrategy
 from pipelines.config import PipelineConfig, TrainConfig
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
@@ -31,10 +33,31 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
     example_gen = CxrExampleGen(
         sources=config.sources, options=config.ingest.options(), salt_env=config.salt_env
     ).with_beam_pipeline_args(list(config.ingest.beam_args))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    validation = config.validation
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        stats_options=checks.statistics_options(validation.image_stats_sample_rate),
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    # The statistics the gate accepted in the latest earlier run: the baseline of drift (none on a first run).
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=LatestIfAnyStrategy,
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics, producer_component_id="DataGate", output_key=gate.ACCEPTED_KEY
+        ),
+    ).with_id("LatestAcceptedStatisticsResolver")
+    data_gate = gate.DataGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        baseline_statistics=previous_statistics.outputs["statistics"],
+        split_skew=validation.split_skew,
+        drift=validation.drift,
+        continue_on_anomalies=validation.continue_on_anomalies,
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -42,7 +65,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"seg_size": config.seg_size, "cls_size": config.cls_size},
     )
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    transform.add_upstream_node(data_gate)  # no data flows from the gate: Transform only waits for its verdict
+    components = [example_gen, schema_gen, statistics_gen, example_validator, previous_statistics, data_gate, transform]
     tasks = (
         (
             "segmentation",

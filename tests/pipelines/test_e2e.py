@@ -23,6 +23,8 @@ EXPECTED_NODES = {
     "StatisticsGen",
     "ImportSchemaGen",
     "ExampleValidator",
+    "LatestAcceptedStatisticsResolver",
+    "DataGate",
     "Transform",
     "Trainer.segmentation",
     "Trainer.classification",
@@ -33,9 +35,13 @@ EXPECTED_NODES = {
     "Pusher.segmentation",
     "Pusher.classification",
 }
-# On a rerun the resolver hands each Evaluator the first run's blessed model as baseline: a new input,
-# so resolvers, evaluators and pushers run again; everything upstream of them must come from the cache.
-RERUN_NODES = {n for n in EXPECTED_NODES if n.split(".")[0] in ("LatestBlessedModelResolver", "Evaluator", "Pusher")}
+# On a rerun the resolvers hand the first run's blessed models and accepted statistics on as baselines: new
+# inputs, so resolvers, the data gate, evaluators and pushers run again; everything else comes from the cache.
+RERUN_NODES = {
+    n
+    for n in EXPECTED_NODES
+    if n.split(".")[0] in ("LatestBlessedModelResolver", "Evaluator", "Pusher", "LatestAcceptedStatisticsResolver", "DataGate")
+}
 
 
 def _store(path: str) -> metadata_store.MetadataStore:
@@ -76,7 +82,7 @@ def test_rerun_does_not_push_the_same_model_twice(pipeline_run):
 
 
 def test_ingest_report_accounts_for_every_file(pipeline_run):
-    root = pipeline_run.first["pipeline_root"]
+    root = os.path.join(pipeline_run.first["pipeline_root"], "CxrExampleGen")
     reports = [os.path.join(d, "report.json") for d, _, files in os.walk(root) if "report.json" in files]
     assert len(reports) == 1
     report = json.load(open(reports[0]))
@@ -84,6 +90,32 @@ def test_ingest_report_accounts_for_every_file(pipeline_run):
     for name, s in report["sources"].items():
         assert s["written"] > 0, name
         assert sum(s["splits"].values()) == s["written"]
+
+
+def test_data_gate_passes_clean_data_and_compares_the_rerun_with_the_first_run(pipeline_run):
+    from components.validation import gate
+
+    store = _store(pipeline_run.first["metadata"])
+    reports = sorted(store.get_artifacts_by_type(gate.DataValidationReport.TYPE_NAME), key=lambda a: a.id)
+    assert len(reports) == 2  # the gate ran in both runs
+    first, second = (json.load(open(os.path.join(a.uri, gate.REPORT_JSON))) for a in reports)
+    assert first["anomalies"] == second["anomalies"] == []
+    assert first["baseline_statistics"] is None  # nothing to compare a first run with
+    accepted = store.get_artifacts_by_type("ExampleStatistics")
+    assert second["baseline_statistics"] in {a.uri for a in accepted if "DataGate" in a.uri}
+    assert all(a.custom_properties[gate.FINDINGS_PROPERTY].int_value == 0 for a in reports)
+
+
+def test_statistics_are_sliced_by_source(pipeline_run):
+    import tensorflow_data_validation as tfdv
+
+    root = os.path.join(pipeline_run.first["pipeline_root"], "StatisticsGen", "statistics")
+    (path,) = [os.path.join(d, f) for d, _, files in os.walk(root) if "Split-train" in d for f in files]
+    stats = tfdv.load_stats_binary(path)
+    names = {d.name for d in stats.datasets}
+    assert names == {"All Examples"} | {f"source_{s.name}" for s in pipeline_run.config.sources}
+    by_name = {d.name: d.num_examples for d in stats.datasets}
+    assert sum(n for name, n in by_name.items() if name.startswith("source_")) == by_name["All Examples"]
 
 
 def _png(size: tuple[int, int], seed: int = 0) -> bytes:

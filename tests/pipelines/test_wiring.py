@@ -25,13 +25,20 @@ def test_components_and_dependencies(config):
     by_id = {c.id: c for c in pipeline.components}
     assert set(by_id) == {
         "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+        "LatestAcceptedStatisticsResolver", "DataGate",
         "Trainer.segmentation", "Trainer.classification",
         "LatestBlessedModelResolver.segmentation", "LatestBlessedModelResolver.classification",
         "Evaluator.segmentation", "Evaluator.classification", "Pusher.segmentation", "Pusher.classification",
     }  # fmt: skip
-    assert _upstream(by_id["StatisticsGen"]) == {"CxrExampleGen"}
+    assert _upstream(by_id["StatisticsGen"]) == {"CxrExampleGen", "ImportSchemaGen"}
     assert _upstream(by_id["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
-    assert _upstream(by_id["Transform"]) == {"CxrExampleGen", "ImportSchemaGen"}
+    # The gate reads the accepted statistics of earlier runs without depending on itself in this one.
+    assert _upstream(by_id["LatestAcceptedStatisticsResolver"]) == set()
+    assert _upstream(by_id["DataGate"]) == {
+        "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "LatestAcceptedStatisticsResolver"
+    }  # fmt: skip
+    # Transform waits for the gate's verdict: anomalies stop the run before it.
+    assert _upstream(by_id["Transform"]) == {"CxrExampleGen", "ImportSchemaGen", "DataGate"}
     for task in ("segmentation", "classification"):
         assert _upstream(by_id[f"Trainer.{task}"]) == {"Transform", "ImportSchemaGen"}
         assert _upstream(by_id[f"Evaluator.{task}"]) == {

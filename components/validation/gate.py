@@ -1,0 +1,195 @@
+"""DataGate: stops the pipeline before Transform when the data breaks its contract, with a report people can read.
+
+It reads ExampleValidator's anomalies (the schema per split), validates every source's slice on its own (so an
+anomaly names its source), and measures skew between the train and the other splits and drift against the
+statistics of the last run that passed the gate. It fails the run when anything is found, unless told to
+continue, in which case the findings are recorded in its report and in ML Metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact, artifact_utils, channel, component_spec, standard_artifacts
+from tfx.utils import io_utils
+
+from components import features as F
+from components.validation import checks
+
+logger = logging.getLogger(__name__)
+
+STATISTICS_KEY = "statistics"
+SCHEMA_KEY = "schema"
+ANOMALIES_KEY = "anomalies"
+BASELINE_KEY = "baseline_statistics"
+REPORT_KEY = "report"
+ACCEPTED_KEY = "accepted_statistics"
+SKEW_KEY = "split_skew"
+DRIFT_KEY = "drift"
+CONTINUE_KEY = "continue_on_anomalies"
+TRAIN_SPLIT = "train"
+REPORT_TEXT = "report.txt"
+REPORT_JSON = "report.json"
+FINDINGS_PROPERTY = "anomalies_found"
+IMAGE_FORMATS = ("png",)  # the contract: ingestion stores every image as PNG (features.IMAGE)
+
+
+class DataValidationReport(artifact.Artifact):
+    """report.txt (one line per anomaly) and report.json (the same, structured); property anomalies_found."""
+
+    TYPE_NAME = "CxrDataValidationReport"
+
+
+class DataGateSpec(component_spec.ComponentSpec):
+    PARAMETERS = {
+        SKEW_KEY: component_spec.ExecutionParameter(type=str),  # JSON {feature: threshold}
+        DRIFT_KEY: component_spec.ExecutionParameter(type=str),  # JSON {feature: threshold}
+        CONTINUE_KEY: component_spec.ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        STATISTICS_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
+        ANOMALIES_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        BASELINE_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+    }
+    OUTPUTS = {
+        REPORT_KEY: component_spec.ChannelParameter(type=DataValidationReport),
+        # The statistics this gate let through: the next run's drift baseline (a failed gate publishes none).
+        ACCEPTED_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
+    }
+
+
+class DataAnomaliesError(RuntimeError):
+    """The data broke its contract; the message lists every anomaly."""
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
+        stats_artifact = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
+        anomalies_artifact = artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY])
+        schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict[SCHEMA_KEY])))
+        baselines = input_dict.get(BASELINE_KEY) or []
+        skew, drift = json.loads(exec_properties[SKEW_KEY]), json.loads(exec_properties[DRIFT_KEY])
+        splits = artifact_utils.decode_split_names(stats_artifact.split_names)
+        stats = {s: stats_artifact_utils.load_statistics(stats_artifact, s).proto() for s in splits}
+
+        findings: list[checks.Finding] = []
+        for split in splits:
+            findings += checks.findings_of(_schema_diff(anomalies_artifact, split), f"split {split}")
+            findings += checks.per_source_findings(stats[split], schema, split)
+            findings += checks.image_format_findings(stats[split], F.IMAGE, IMAGE_FORMATS, f"split {split}")
+        if TRAIN_SPLIT in stats:
+            for split in splits:
+                if split != TRAIN_SPLIT:
+                    where = f"skew {split} vs {TRAIN_SPLIT}"
+                    findings += checks.drift_findings(stats[split], stats[TRAIN_SPLIT], schema, skew, where)
+        baseline_uri = None
+        if baselines:
+            baseline = baselines[0]
+            baseline_uri = baseline.uri
+            for split in set(splits) & set(artifact_utils.decode_split_names(baseline.split_names)):
+                previous = stats_artifact_utils.load_statistics(baseline, split).proto()
+                findings += checks.drift_findings(stats[split], previous, schema, drift, f"drift {split} vs previous run")
+        findings = list(dict.fromkeys(findings))  # the same anomaly seen twice is reported once
+
+        continuing = bool(exec_properties[CONTINUE_KEY])
+        if findings:
+            header = f"data validation: {len(findings)} anomal{'y' if len(findings) == 1 else 'ies'}" + (
+                " (recorded; the run continues because validation.continue_on_anomalies is set)"
+                if continuing
+                else " (the run stops before Transform; fix the data or the schema, or set "
+                "validation.continue_on_anomalies=true to continue and record them)"
+            )
+        else:
+            header = "data validation: no anomalies"
+        text = checks.report_text(findings, header)
+        report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
+        report.set_int_custom_property(FINDINGS_PROPERTY, len(findings))
+        _write(os.path.join(report.uri, REPORT_TEXT), text)
+        _write(
+            os.path.join(report.uri, REPORT_JSON),
+            json.dumps(
+                {
+                    "anomalies": [f.__dict__ for f in findings],
+                    "continued": continuing and bool(findings),
+                    "baseline_statistics": baseline_uri,
+                    "split_skew_thresholds": skew,
+                    "drift_thresholds": drift,
+                },
+                indent=2,
+                sort_keys=True,
+            ),
+        )
+        if findings and not continuing:
+            raise DataAnomaliesError(text)
+        (logger.warning if findings else logger.info)("%s", text.rstrip())
+        accepted = artifact_utils.get_single_instance(output_dict[ACCEPTED_KEY])
+        accepted.split_names = stats_artifact.split_names
+        for split in splits:
+            _copy_tree(artifact_utils.get_split_uri([stats_artifact], split), artifact_utils.get_split_uri([accepted], split))
+
+
+def _schema_diff(anomalies_artifact: artifact.Artifact, split: str) -> anomalies_pb2.Anomalies:
+    path = io_utils.get_only_uri_in_dir(artifact_utils.get_split_uri([anomalies_artifact], split))
+    return anomalies_pb2.Anomalies.FromString(tf.io.gfile.GFile(path, "rb").read())
+
+
+def _write(path: str, text: str) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    for directory, _, files in tf.io.gfile.walk(src):
+        target = os.path.join(dst, os.path.relpath(directory, src))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), os.path.join(target, name), overwrite=True)
+
+
+class DataGate(base_component.BaseComponent):
+    """Fails the run on data anomalies (or records them and lets it continue); Transform waits for it."""
+
+    SPEC_CLASS = DataGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(
+        self,
+        statistics: channel.BaseChannel,
+        schema: channel.BaseChannel,
+        anomalies: channel.BaseChannel,
+        baseline_statistics: channel.BaseChannel | None = None,
+        split_skew: dict[str, float] | None = None,
+        drift: dict[str, float] | None = None,
+        continue_on_anomalies: bool = False,
+    ):
+        """Args:
+        statistics: StatisticsGen's output, sliced by source.
+        schema: the curated schema.
+        anomalies: ExampleValidator's output for the same statistics.
+        baseline_statistics: the accepted statistics of an earlier run (a resolver's output), if any.
+        split_skew: feature -> threshold of the distance between each split and train.
+        drift: feature -> threshold of the distance between this run and the baseline, split by split.
+        continue_on_anomalies: record anomalies instead of failing.
+        """
+        super().__init__(
+            spec=DataGateSpec(
+                statistics=statistics,
+                schema=schema,
+                anomalies=anomalies,
+                baseline_statistics=baseline_statistics,
+                split_skew=json.dumps(split_skew or {}, sort_keys=True),
+                drift=json.dumps(drift or {}, sort_keys=True),
+                continue_on_anomalies=int(continue_on_anomalies),
+                report=channel.Channel(type=DataValidationReport),
+                accepted_statistics=channel.Channel(type=standard_artifacts.ExampleStatistics),
+            )
+        )
