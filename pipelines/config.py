@@ -10,8 +10,11 @@ import yaml
 
 from components.ingest.beam_ingest import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
+from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS, HParams
+from components.trainer.tasks import make_task
 
 _INGEST_DEFAULTS = IngestOptions()
+_HP = HParams()
 
 
 @dataclasses.dataclass
@@ -57,10 +60,16 @@ class ValidationConfig:
     drift: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"source": 0.2, "view": 0.2, "sex": 0.2, "age_years": 0.3}
     )
+    # Skew and drift are measured only between datasets of at least this many examples: below it, the
+    # distance between two histograms is mostly sampling noise (a 25-image eval split differs from train by
+    # an L-infinity of 0.3 in its source mix by chance alone).
+    min_examples_for_distance: int = 100
     # Share of images decoded for TFDV's image statistics (the slow part of StatisticsGen).
     image_stats_sample_rate: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.min_examples_for_distance < 1:
+            raise ValueError(f"min_examples_for_distance must be >= 1, got {self.min_examples_for_distance}")
         if not 0 < self.image_stats_sample_rate <= 1:
             raise ValueError(f"image_stats_sample_rate must be in (0, 1], got {self.image_stats_sample_rate}")
         for name, thresholds in (("split_skew", self.split_skew), ("drift", self.drift)):
@@ -70,16 +79,32 @@ class ValidationConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """One task's training budget and hyperparameters (hyperparameters reach the Trainer via custom_config)."""
+    """One task's training budget and hyperparameters (components.trainer.hparams.HParams says what each means;
+    they reach the Trainer through custom_config, so ML Metadata records them)."""
 
     train_steps: int = 200
     eval_steps: int = 10
-    epochs: int = 4
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    base_filters: int = 16
-    depth: int = 4
-    early_stopping_patience: int = 3
+    epochs: int = _HP.epochs
+    batch_size: int = _HP.batch_size
+    learning_rate: float = _HP.learning_rate
+    base_filters: int = _HP.base_filters
+    depth: int = _HP.depth
+    early_stopping_patience: int = _HP.early_stopping_patience
+    arch: str = _HP.arch
+    mask_classes: int = _HP.mask_classes
+    alpha: float = _HP.alpha
+    weights: str = _HP.weights
+    dropout: float = _HP.dropout
+    class_balance: str = _HP.class_balance
+    augment: bool = _HP.augment
+    # Classification only: {kind: multilabel|multiclass|binary, labels: [...], classes: {name: {label: 1|0}}}.
+    task: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def hparams(self, **sizes: int) -> HParams:
+        """The Trainer's hyperparameters (validated), with the model input sizes."""
+        fields = {f.name for f in dataclasses.fields(HParams)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in fields and k != "task"}
+        return HParams(**values, **sizes, task=make_task(**self.task).to_config() if self.task else {})
 
 
 @dataclasses.dataclass
@@ -117,6 +142,9 @@ class PipelineConfig:
             if size < 16 or size % 16:
                 raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
         self.ingest.options()  # validates the ingestion knobs now rather than when the component runs
+        # Hyperparameters and tasks are validated now too, not when a Trainer starts minutes later.
+        self.segmentation.hparams().arch_for(SEGMENTATION_ARCHS)
+        self.classification.hparams().arch_for(CLASSIFICATION_ARCHS)
 
     @property
     def pipeline_root(self) -> str:

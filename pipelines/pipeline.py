@@ -22,10 +22,7 @@ CLASSIFICATION_RUN_FN = "components.trainer.classification.run_fn"
 
 
 def _hparams(config: PipelineConfig, train: TrainConfig) -> dict:
-    hp = dataclasses.asdict(train)
-    hp.pop("train_steps")
-    hp.pop("eval_steps")
-    return {**hp, "seg_size": config.seg_size, "cls_size": config.cls_size}
+    return dataclasses.asdict(train.hparams(seg_size=config.seg_size, cls_size=config.cls_size))
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None, schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
@@ -58,6 +55,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
         split_skew=validation.split_skew,
         drift=validation.drift,
         continue_on_anomalies=validation.continue_on_anomalies,
+        min_examples_for_distance=validation.min_examples_for_distance,
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],

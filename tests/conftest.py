@@ -55,6 +55,10 @@ def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
             "classification.eval_steps=2",
             "seg_blessing.floor=0.3",
             "cls_blessing.floor=0.0",
+            # Drift against the first run is measured even on this tiny archive (identical data: distance 0);
+            # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
+            "validation.min_examples_for_distance=1",
+            "validation.split_skew={}",
         ],
         base=cfg.demo_config(str(tiny_archive), str(run_dir)),
     )

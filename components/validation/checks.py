@@ -120,6 +120,10 @@ def with_comparators(schema: schema_pb2.Schema, thresholds: Mapping[str, float])
     return schema
 
 
+def num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
+    return int(default_slice(stats).datasets[0].num_examples)
+
+
 def drift_findings(
     current: statistics_pb2.DatasetFeatureStatisticsList,
     baseline: statistics_pb2.DatasetFeatureStatisticsList,

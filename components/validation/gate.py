@@ -34,6 +34,7 @@ ACCEPTED_KEY = "accepted_statistics"
 SKEW_KEY = "split_skew"
 DRIFT_KEY = "drift"
 CONTINUE_KEY = "continue_on_anomalies"
+MIN_EXAMPLES_KEY = "min_examples_for_distance"
 TRAIN_SPLIT = "train"
 REPORT_TEXT = "report.txt"
 REPORT_JSON = "report.json"
@@ -52,6 +53,7 @@ class DataGateSpec(component_spec.ComponentSpec):
         SKEW_KEY: component_spec.ExecutionParameter(type=str),  # JSON {feature: threshold}
         DRIFT_KEY: component_spec.ExecutionParameter(type=str),  # JSON {feature: threshold}
         CONTINUE_KEY: component_spec.ExecutionParameter(type=int),
+        MIN_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int),
     }
     INPUTS = {
         STATISTICS_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
@@ -85,18 +87,28 @@ class Executor(base_executor.BaseExecutor):
             findings += checks.findings_of(_schema_diff(anomalies_artifact, split), f"split {split}")
             findings += checks.per_source_findings(stats[split], schema, split)
             findings += checks.image_format_findings(stats[split], F.IMAGE, IMAGE_FORMATS, f"split {split}")
+        # A distance between the histograms of a few dozen examples is sampling noise, not skew or drift.
+        min_examples = int(exec_properties[MIN_EXAMPLES_KEY])
+        skipped: list[str] = []
+
+        def distances(current, reference, thresholds, where: str) -> list[checks.Finding]:
+            sizes = (checks.num_examples(current), checks.num_examples(reference))
+            if thresholds and min(sizes) < min_examples:
+                skipped.append(f"{where}: not measured, {min(sizes)} examples < {min_examples}")
+                return []
+            return checks.drift_findings(current, reference, schema, thresholds, where)
+
         if TRAIN_SPLIT in stats:
             for split in splits:
                 if split != TRAIN_SPLIT:
-                    where = f"skew {split} vs {TRAIN_SPLIT}"
-                    findings += checks.drift_findings(stats[split], stats[TRAIN_SPLIT], schema, skew, where)
+                    findings += distances(stats[split], stats[TRAIN_SPLIT], skew, f"skew {split} vs {TRAIN_SPLIT}")
         baseline_uri = None
         if baselines:
             baseline = baselines[0]
             baseline_uri = baseline.uri
             for split in set(splits) & set(artifact_utils.decode_split_names(baseline.split_names)):
                 previous = stats_artifact_utils.load_statistics(baseline, split).proto()
-                findings += checks.drift_findings(stats[split], previous, schema, drift, f"drift {split} vs previous run")
+                findings += distances(stats[split], previous, drift, f"drift {split} vs previous run")
         findings = list(dict.fromkeys(findings))  # the same anomaly seen twice is reported once
 
         continuing = bool(exec_properties[CONTINUE_KEY])
@@ -109,7 +121,7 @@ class Executor(base_executor.BaseExecutor):
             )
         else:
             header = "data validation: no anomalies"
-        text = checks.report_text(findings, header)
+        text = checks.report_text(findings, header) + "".join(f"  (skipped) {note}\n" for note in sorted(skipped))
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         report.set_int_custom_property(FINDINGS_PROPERTY, len(findings))
         _write(os.path.join(report.uri, REPORT_TEXT), text)
@@ -120,6 +132,7 @@ class Executor(base_executor.BaseExecutor):
                     "anomalies": [f.__dict__ for f in findings],
                     "continued": continuing and bool(findings),
                     "baseline_statistics": baseline_uri,
+                    "skipped": sorted(skipped),
                     "split_skew_thresholds": skew,
                     "drift_thresholds": drift,
                 },
@@ -170,6 +183,7 @@ class DataGate(base_component.BaseComponent):
         split_skew: dict[str, float] | None = None,
         drift: dict[str, float] | None = None,
         continue_on_anomalies: bool = False,
+        min_examples_for_distance: int = 100,
     ):
         """Args:
         statistics: StatisticsGen's output, sliced by source.
@@ -179,6 +193,7 @@ class DataGate(base_component.BaseComponent):
         split_skew: feature -> threshold of the distance between each split and train.
         drift: feature -> threshold of the distance between this run and the baseline, split by split.
         continue_on_anomalies: record anomalies instead of failing.
+        min_examples_for_distance: skew and drift are measured only between datasets at least this large.
         """
         super().__init__(
             spec=DataGateSpec(
@@ -189,6 +204,7 @@ class DataGate(base_component.BaseComponent):
                 split_skew=json.dumps(split_skew or {}, sort_keys=True),
                 drift=json.dumps(drift or {}, sort_keys=True),
                 continue_on_anomalies=int(continue_on_anomalies),
+                min_examples_for_distance=int(min_examples_for_distance),
                 report=channel.Channel(type=DataValidationReport),
                 accepted_statistics=channel.Channel(type=standard_artifacts.ExampleStatistics),
             )

@@ -132,3 +132,21 @@ def test_image_formats_outside_the_contract_are_named():
     assert checks.image_format_findings(stats, F.IMAGE, ["png", "jpeg", "UNKNOWN"], "split train") == []
     del image.custom_stats[:]
     assert checks.image_format_findings(stats, F.IMAGE, ["png"], "split train") == []  # no image statistics
+
+
+def test_skew_and_drift_findings_name_the_feature_past_its_threshold():
+    import pandas as pd
+
+    def stats(views: list[str], ages: list[float]):
+        return tfdv.generate_statistics_from_dataframe(pd.DataFrame({F.VIEW: views, F.AGE: ages}))
+
+    train = stats(["PA"] * 90 + ["AP"] * 10, [float(a) for a in range(20, 70)] * 2)
+    same = stats(["PA"] * 45 + ["AP"] * 5, [float(a) for a in range(20, 70)])
+    shifted = stats(["PA"] * 10 + ["AP"] * 90, [float(a) for a in range(60, 110)] * 2)
+    thresholds = {F.VIEW: 0.2, F.AGE: 0.3}
+    assert checks.drift_findings(same, train, SCHEMA, thresholds, "skew eval vs train") == []
+    findings = checks.drift_findings(shifted, train, SCHEMA, thresholds, "drift train vs previous run")
+    assert {f.feature for f in findings} == {F.VIEW, F.AGE}
+    view = next(f for f in findings if f.feature == F.VIEW)
+    assert view.where == "drift train vs previous run" and "0.8" in view.what  # |0.9 - 0.1|
+    assert checks.drift_findings(shifted, train, SCHEMA, {}, "off") == []

@@ -101,6 +101,7 @@ def test_data_gate_passes_clean_data_and_compares_the_rerun_with_the_first_run(p
     first, second = (json.load(open(os.path.join(a.uri, gate.REPORT_JSON))) for a in reports)
     assert first["anomalies"] == second["anomalies"] == []
     assert first["baseline_statistics"] is None  # nothing to compare a first run with
+    assert second["skipped"] == []  # the drift against the first run was measured (and is zero)
     accepted = store.get_artifacts_by_type("ExampleStatistics")
     assert second["baseline_statistics"] in {a.uri for a in accepted if "DataGate" in a.uri}
     assert all(a.custom_properties[gate.FINDINGS_PROPERTY].int_value == 0 for a in reports)
