@@ -5,11 +5,36 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from components import features
+
+
+def _predicted_lung(y_pred: tf.Tensor, threshold: float) -> tf.Tensor:
+    """Predicted lung pixels, flattened per image.
+
+    A (B, H, W, C) prediction with C > 1 is a softmax: lung is argmax != background. Anything else
+    ((B, H, W, 1), or a mask without channel axis) is a lung probability: lung is > threshold. Decided on
+    the runtime shape, since TFMA may hand over predictions without a static one.
+
+    Returns:
+      (B, N) float32 in {0, 1}.
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    batch = tf.shape(y_pred)[0]
+    multi_class = tf.logical_and(tf.equal(tf.rank(y_pred), 4), tf.shape(y_pred)[-1] > 1)
+    return tf.cond(
+        multi_class,
+        lambda: tf.reshape(tf.cast(tf.argmax(y_pred, -1) != features.MASK_BACKGROUND, tf.float32), [batch, -1]),
+        lambda: tf.reshape(tf.cast(y_pred > tf.cast(threshold, y_pred.dtype), tf.float32), [batch, -1]),
+    )
+
 
 class DiceCoefficient(keras.metrics.Metric):
-    """Mean per-image Dice of the thresholded prediction; images with sample weight 0 are skipped.
+    """Mean per-image Dice of the predicted lung; images with sample weight 0 are skipped.
 
-    y_true (B, H, W, 1) in {0, 1}; y_pred (B, H, W, 1) probabilities; sample_weight (B,) or (B, 1).
+    y_true: (B, H, W, 1) mask in {0, 1}, or a label map in {0, 1, 2} (background / right / left lung);
+    every non-zero pixel is lung. y_pred: (B, H, W, 1) lung probabilities, thresholded at `threshold`; or
+    (B, H, W, C) softmax over the label map's classes, where the lung is argmax != background (so the
+    score is on the union of the lungs, comparable with a binary model). sample_weight: (B,) or (B, 1).
     An image whose truth and prediction are both empty scores 1.
     """
 
@@ -20,8 +45,8 @@ class DiceCoefficient(keras.metrics.Metric):
         self.count = self.add_weight(name="count", initializer="zeros")
 
     def _per_image(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        t = tf.reshape(tf.cast(y_true > 0.5, tf.float32), [tf.shape(y_true)[0], -1])
-        p = tf.reshape(tf.cast(y_pred > self.threshold, tf.float32), [tf.shape(y_pred)[0], -1])
+        t = tf.reshape(tf.cast(tf.cast(y_true, tf.float32) > 0.5, tf.float32), [tf.shape(y_true)[0], -1])
+        p = _predicted_lung(y_pred, self.threshold)
         inter = tf.reduce_sum(t * p, -1)
         denom = tf.reduce_sum(t, -1) + tf.reduce_sum(p, -1)
         return tf.where(denom > 0, 2.0 * inter / tf.maximum(denom, 1e-9), tf.ones_like(denom))
@@ -44,7 +69,7 @@ class DiceCoefficient(keras.metrics.Metric):
 
 
 class IoU(DiceCoefficient):
-    """Mean per-image intersection over union (Jaccard) of the thresholded prediction."""
+    """Mean per-image intersection over union (Jaccard) of the predicted lung; inputs as DiceCoefficient."""
 
     def __init__(self, threshold: float = 0.5, name: str = "iou", **kwargs):
         super().__init__(threshold=threshold, name=name, **kwargs)
