@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -14,32 +13,9 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components import features as F
+from components.trainer.hparams import HParams  # noqa: F401 - the trainers' entry points read it from here
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class HParams:
-    """Training hyperparameters; they arrive through the Trainer's custom_config (recorded in ML Metadata)."""
-
-    seg_size: int = 128
-    cls_size: int = 128
-    batch_size: int = 8
-    epochs: int = 4
-    learning_rate: float = 1e-3
-    base_filters: int = 16
-    depth: int = 4
-    early_stopping_patience: int = 3
-    seed: int = 0
-
-    @classmethod
-    def from_custom_config(cls, custom_config: dict[str, Any] | None) -> "HParams":
-        known = {f.name for f in dataclasses.fields(cls)}
-        config = dict(custom_config or {})
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown hyperparameters {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**config)
 
 
 def distribution_strategy() -> tf.distribute.Strategy:

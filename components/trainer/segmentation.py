@@ -1,4 +1,4 @@
-"""Trainer run_fn for lung segmentation (U-Net): lung probability per pixel from a chest X-ray."""
+"""Trainer run_fn for lung segmentation (U-Net or ResUNet): lung probability per pixel from a chest X-ray."""
 
 from __future__ import annotations
 
@@ -10,44 +10,74 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components import features as F
-from components.models.losses import dice_bce_loss
+from components.models.losses import dice_bce_loss, dice_ce_loss
 from components.models.metrics import DiceCoefficient, IoU
-from components.models.unet import build_unet
-from components.trainer import common
+from components.models.unet import build_segmentation_model
+from components.trainer import augment, common
+from components.trainer.hparams import SEGMENTATION_ARCHS
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_KEY = "lung_probability"  # (B, S, S, 1) at the model size
 MASK_LABEL_KEY = "mask_label"  # (B, S, S, 1) float {0, 1}: the evaluation label
+SIDES_KEY = "lung_side_probabilities"  # (B, S, S, 3) background / right / left, when mask_classes is 3
+
+
+def _label_map(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """One PNG label map -> (size, size, 1) float32 {0 background, 1 right lung, 2 left lung}."""
+    return tf.reshape(tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8), tf.float32), [size, size, 1])
 
 
 def _binary_mask(encoded: tf.Tensor, size: int) -> tf.Tensor:
-    return tf.cast(common.decode_png(encoded, size) > 0.0, tf.float32)
+    return tf.cast(_label_map(encoded, size) > 0.0, tf.float32)
 
 
 def make_datasets(fn_args: Any, tf_transform_output: tft.TFTransformOutput, hp: common.HParams, global_batch: int):
-    """(train, eval) datasets of (standardised image, label) batches; only the training one is augmented."""
+    """(train, eval) datasets of (standardised image, target) batches; only the training one is augmented.
+
+    The target is the lung mask (B, S, S, 1) in {0, 1} for one output class, the label map {0, 1, 2} for three.
+    """
     size = hp.seg_size
+    config = augment.AugmentConfig()
 
     def example(f: dict[str, tf.Tensor], seed: tf.Tensor | None = None):
-        image = common.decode_png(f[F.SEG_IMAGE_XF], size)
+        image, mask = common.decode_png(f[F.SEG_IMAGE_XF], size), _label_map(f[F.MASK_XF], size)
         if seed is not None:
-            image = common.augment_intensity(image, seed)
+            image, mask = augment.augment(image, mask, seed, config)
         stats = {k: f[k][None] for k in ("intensity_mean_xf", "intensity_std_xf")}
-        return common.standardize(image[None], stats)[0], _binary_mask(f[F.MASK_XF], size)
+        target = mask if hp.mask_classes == 3 else tf.cast(mask > 0.0, tf.float32)
+        return common.standardize(image[None], stats)[0], target
 
     has_mask = lambda f: f[F.HAS_MASK_XF] > 0  # noqa: E731 - images without masks teach nothing here
     train = common.read_transformed(fn_args.train_files, tf_transform_output, keep=has_mask, shuffle_seed=hp.seed)
-    train = common.batched(common.example_seeds(train, hp.seed), example, global_batch)
+    train = common.example_seeds(train, hp.seed) if hp.augment else train
+    train = common.batched(train, example, global_batch)
     evaluation = common.batched(
         common.read_transformed(fn_args.eval_files, tf_transform_output, keep=has_mask), example, global_batch
     )
     return train, evaluation
 
 
+def build_model(hp: common.HParams) -> keras.Model:
+    """The compiled model of these hyperparameters (call inside the distribution strategy's scope)."""
+    model = build_segmentation_model(
+        hp.arch_for(SEGMENTATION_ARCHS), hp.seg_size, hp.base_filters, hp.depth, num_classes=hp.mask_classes
+    )
+    loss = dice_ce_loss if hp.mask_classes == 3 else dice_bce_loss
+    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss=loss, metrics=[DiceCoefficient(), IoU()])
+    # Under MultiWorkerMirroredStrategy tf_keras would otherwise add up the already synchronised loss and
+    # metrics of every worker (logged Dice above 1, early stopping on inflated numbers).
+    model.distribute_reduction_method = "first"
+    return model
+
+
 def predict(model: keras.Model, xf: dict[str, tf.Tensor], size: int) -> dict[str, tf.Tensor]:
+    """Lung probability (B, S, S, 1); with three output classes, 1 - P(background), and the classes themselves."""
     images = tf.map_fn(lambda e: common.decode_png(e, size), xf[F.SEG_IMAGE_XF], fn_output_signature=tf.float32)
-    return {PREDICTION_KEY: model(common.standardize(images, xf), training=False)}
+    out = model(common.standardize(images, xf), training=False)
+    if out.shape[-1] == 1:
+        return {PREDICTION_KEY: out}
+    return {PREDICTION_KEY: 1.0 - out[..., :1], SIDES_KEY: out}
 
 
 def run_fn(fn_args: Any) -> None:
@@ -59,8 +89,7 @@ def run_fn(fn_args: Any) -> None:
     global_batch = hp.batch_size * strategy.num_replicas_in_sync
     train, evaluation = make_datasets(fn_args, tf_transform_output, hp, global_batch)
     with strategy.scope():
-        model = build_unet(hp.seg_size, hp.base_filters, hp.depth)
-        model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss=dice_bce_loss, metrics=[DiceCoefficient(), IoU()])
+        model = build_model(hp)
     steps_per_epoch = max(1, fn_args.train_steps // hp.epochs)
     model.fit(
         train,

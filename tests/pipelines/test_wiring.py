@@ -57,6 +57,13 @@ def test_hyperparameters_reach_trainers_and_no_salt_in_parameters(config, monkey
     assert custom["base_filters"] == config.segmentation.base_filters and custom["seg_size"] == config.seg_size
     params = json.dumps({c.id: {k: str(v) for k, v in c.exec_properties.items()} for c in pipeline.components})
     assert "super-secret-salt" not in params
+    # The classification task is resolved at configuration time: the Trainer gets its classes spelled out.
+    task = cfg.load_config(overrides=["classification.task={kind: multiclass}", "classification.arch=mobilenet_v2"], base=config)
+    custom = json.loads(
+        {c.id: c for c in create_pipeline(task).components}["Trainer.classification"].exec_properties["custom_config"]
+    )
+    assert custom["arch"] == "mobilenet_v2" and custom["task"]["kind"] == "multiclass"
+    assert custom["task"]["classes"] == ["Tuberculosis", "Sick, not TB", "Normal"]
     assert by_id["CxrExampleGen"].exec_properties["salt_env"] == "CXR_ID_SALT"
 
 
@@ -94,6 +101,11 @@ def test_config_precedence_yaml_then_overrides(tmp_path):
         (["sources=[{name: a, kind: chexpert9, root: /x}]"], "unknown kind 'chexpert9'"),
         (["novalue"], "must look like key.sub=value"),
         (["ingest.max_aspect_ratio=0.5"], "max_aspect_ratio must be >= 1"),
+        (["segmentation.arch=small_cnn"], "arch 'small_cnn' does not fit this task"),
+        (["classification.arch=vgg16"], "unknown arch 'vgg16'"),
+        (["segmentation.mask_classes=2"], "mask_classes must be 1"),
+        (["classification.task={kind: binary}"], "exactly one canonical label"),
+        (["classification.task={kind: multilabel, labels: [Pleural Effusion]}"], "not in the canonical vocabulary"),
         (["ingest.split_ratios={train: 0}"], "split ratios must be positive"),
     ],
 )
