@@ -27,7 +27,7 @@ from components import features as F
 from components.ingest import imaging
 from components.trainer import classification, common, segmentation
 from components.trainer.tasks import task_from_config
-from components.transform.preprocessing import preprocessing_fn
+from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 from pipelines.config import PipelineConfig, TrainConfig
 from pipelines.phantom import Findings, random_findings, render_phantom
 
@@ -37,15 +37,6 @@ TARGET_RATIO = 3.0  # the input pipeline must deliver at least 3x the images tra
 # Transform resizes every image to the model sizes once, so the source size only changes Transform's run
 # time, not what the Trainer reads; 512 keeps the setup short.
 PHANTOM_SIZE = 512
-
-RAW_FEATURE_SPEC = {
-    F.IMAGE: tf.io.FixedLenFeature([1], tf.string),
-    F.MASK: tf.io.FixedLenFeature([1], tf.string),
-    F.HAS_MASK: tf.io.FixedLenFeature([1], tf.int64),
-    F.LABELS: tf.io.FixedLenFeature([F.NUM_LABELS], tf.float32),
-    F.LABEL_KNOWN: tf.io.FixedLenFeature([F.NUM_LABELS], tf.int64),
-    F.SOURCE: tf.io.FixedLenFeature([1], tf.string),
-}
 
 
 def _findings_labels(findings: Findings) -> dict[str, bool]:
@@ -85,7 +76,7 @@ def write_transformed(instances: list[dict[str, Any]], seg_size: int, cls_size: 
     Returns:
       (transform output directory for tft.TFTransformOutput, glob of the gzipped transformed TFRecords).
     """
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_FEATURE_SPEC))
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_INPUT_SPEC))
     config = {"seg_size": seg_size, "cls_size": cls_size}
     transform_dir = os.path.join(work_dir, "transform_graph")
     prefix = os.path.join(work_dir, "transformed_examples", "train")

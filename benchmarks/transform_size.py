@@ -21,7 +21,7 @@ import components  # noqa: F401 - Keras 2 before TensorFlow
 from components import features as F
 from components.ingest import imaging
 from components.ingest.beam_ingest import IngestOptions
-from components.transform.preprocessing import preprocessing_fn
+from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 from pipelines.config import PipelineConfig
 from pipelines.phantom import random_findings, render_phantom
 
@@ -32,15 +32,6 @@ DEFAULT_SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "cxr_s
 NIH_IMAGES = Path("nih_cxr14") / "images"
 TARGET_RATIO = 2.0
 PHANTOM_SIZE = 1024  # the size of the NIH originals the phantoms stand in for
-
-RAW_FEATURE_SPEC = {
-    F.IMAGE: tf.io.FixedLenFeature([1], tf.string),
-    F.MASK: tf.io.FixedLenFeature([1], tf.string),
-    F.HAS_MASK: tf.io.FixedLenFeature([1], tf.int64),
-    F.LABELS: tf.io.FixedLenFeature([F.NUM_LABELS], tf.float32),
-    F.LABEL_KNOWN: tf.io.FixedLenFeature([F.NUM_LABELS], tf.int64),
-    F.SOURCE: tf.io.FixedLenFeature([1], tf.string),
-}
 
 
 def stored_image(data: bytes, options: IngestOptions) -> bytes:
@@ -84,7 +75,7 @@ def phantom_instances(count: int) -> list[dict[str, Any]]:
 
 def transformed_examples(instances: list[dict[str, Any]], seg_size: int, cls_size: int, work_dir: str) -> list[bytes]:
     """Runs preprocessing_fn through TFT on Beam's DirectRunner; the transformed tf.Examples, serialized."""
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_FEATURE_SPEC))
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_INPUT_SPEC))
     config = {"seg_size": seg_size, "cls_size": cls_size}
     prefix = os.path.join(work_dir, "transformed")
     with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(work_dir, "tft")):

@@ -11,6 +11,16 @@ from components import features as F
 
 DEFAULT_SEG_SIZE = 128
 DEFAULT_CLS_SIZE = 128
+# The raw features preprocessing_fn reads, as schemas/schema.pbtxt declares them (a test keeps the two equal);
+# for code that runs preprocessing_fn outside the pipeline (tests, benchmarks).
+RAW_INPUT_SPEC = {
+    F.IMAGE: tf.io.FixedLenFeature([1], tf.string),
+    F.MASK: tf.io.FixedLenFeature([1], tf.string),
+    F.HAS_MASK: tf.io.FixedLenFeature([1], tf.int64),
+    F.LABELS: tf.io.FixedLenFeature([F.NUM_LABELS], tf.float32),
+    F.LABEL_KNOWN: tf.io.FixedLenFeature([F.NUM_LABELS], tf.int64),
+    F.SOURCE: tf.io.FixedLenFeature([1], tf.string),
+}
 
 
 def decode_gray(encoded: tf.Tensor) -> tf.Tensor:

@@ -150,3 +150,12 @@ def test_skew_and_drift_findings_name_the_feature_past_its_threshold():
     view = next(f for f in findings if f.feature == F.VIEW)
     assert view.where == "drift train vs previous run" and "0.8" in view.what  # |0.9 - 0.1|
     assert checks.drift_findings(shifted, train, SCHEMA, {}, "off") == []
+
+
+def test_raw_input_spec_of_transform_matches_the_schema():
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    from components.transform.preprocessing import RAW_INPUT_SPEC
+
+    spec = schema_utils.schema_as_feature_spec(SCHEMA).feature_spec
+    assert {k: spec[k] for k in RAW_INPUT_SPEC} == RAW_INPUT_SPEC

@@ -13,20 +13,9 @@ from tensorflow_transform.beam import tft_unit
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features as F
-from components.transform.preprocessing import preprocessing_fn
+from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 
-RAW_METADATA = dataset_metadata.DatasetMetadata(
-    schema_utils.schema_from_feature_spec(
-        {
-            F.IMAGE: tf.io.FixedLenFeature([1], tf.string),
-            F.MASK: tf.io.FixedLenFeature([1], tf.string),
-            F.HAS_MASK: tf.io.FixedLenFeature([1], tf.int64),
-            F.LABELS: tf.io.FixedLenFeature([F.NUM_LABELS], tf.float32),
-            F.LABEL_KNOWN: tf.io.FixedLenFeature([F.NUM_LABELS], tf.int64),
-            F.SOURCE: tf.io.FixedLenFeature([1], tf.string),
-        }
-    )
-)
+RAW_METADATA = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_INPUT_SPEC))
 PNG_HEADER = "_png_header"  # suffix of the test-only outputs: (bit depth, colour type) of each PNG output
 
 # 0..15 as a 4x4 ramp; 17 * RAMP spans 0..255 exactly.
