@@ -1,1 +1,1 @@
-"""Evaluation: TFMA configs per task and the blessing rules (absolute floors, no regression)."""
+"""Evaluation: TFMA metrics and configs per task, the blessing rules (floors, no regression), results read back."""

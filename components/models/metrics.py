@@ -1,4 +1,4 @@
-"""Metrics as tf_keras.metrics.Metric subclasses, so Keras and TFMA compute the same numbers."""
+"""Training metrics (tf_keras): Dice and IoU defined as in the evaluation (components/evaluation/tfma_metrics.py)."""
 
 from __future__ import annotations
 
