@@ -1,21 +1,18 @@
-"""Reading a run's results back: pushed model versions on disk (TF Serving layout)."""
+"""Reading a run's results back: pushed model versions (TF Serving layout, local or gs://)."""
 
 from __future__ import annotations
 
-import os
+import posixpath
+
+from components.ingest import storage
+from components.promotion import versions
 
 
 def pushed_models(serving_dir: str) -> dict[str, str]:
-    """{task: newest pushed version directory} for `<serving_dir>/<task>/<version>/` (complete versions only)."""
+    """{model name: newest complete version directory} for `<serving_dir>/<model name>/<version>/`."""
     out = {}
-    if not os.path.isdir(serving_dir):
-        return out
-    for task in sorted(os.listdir(serving_dir)):
-        versions = [
-            v
-            for v in os.listdir(os.path.join(serving_dir, task))
-            if v.isdigit() and os.path.exists(os.path.join(serving_dir, task, v, "saved_model.pb"))
-        ]
-        if versions:
-            out[task] = os.path.join(serving_dir, task, max(versions, key=int))
+    for name in storage.list_dir(serving_dir):
+        complete = versions.list_versions(posixpath.join(serving_dir, name))
+        if complete:
+            out[name] = posixpath.join(serving_dir, name, str(complete[-1]))
     return out

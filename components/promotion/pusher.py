@@ -1,4 +1,4 @@
-"""Pusher executor: TFX's blessing check, then an atomic, de-duplicated publish (see versions.py)."""
+"""Pusher executor: TFX's blessing check, then a de-duplicated publish that never exposes a partial version (versions.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from components.promotion import versions
 
 
 class Executor(pusher_executor.Executor):
-    """Pushes blessed models to a filesystem destination; other destinations go to the stock executor."""
+    """Pushes blessed models to a filesystem destination, a local directory or gs://; others go to the stock executor.
+
+    gs:// destinations are written with google-cloud-storage (not TensorFlow's GCS filesystem), staged and
+    copied so that a version only becomes loadable once complete (see versions.publish).
+    """
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
         destination = pusher_pb2.PushDestination()

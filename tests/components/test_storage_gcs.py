@@ -126,3 +126,13 @@ def test_fingerprint_of_a_gcs_root_changes_when_an_object_is_added(archive, buck
     assert fingerprint_sources(sources) == before
     client().bucket(BUCKET).blob("fingerprint/nih/images/extra.png").upload_from_string(b"more")
     assert fingerprint_sources(sources) != before
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_write_bytes_replaces_a_file_whole(where, bucket_uri, tmp_path):
+    root = f"{bucket_uri}/written" if where == "gcs" else str(tmp_path / "written")
+    path = f"{root}/sub/models.config"
+    storage.write_bytes(path, b"first")
+    storage.write_bytes(path, b"second version")
+    assert storage.read_bytes(path) == b"second version"
+    assert storage.list_dir(f"{root}/sub") == ["models.config"]  # no temporary file left beside it
