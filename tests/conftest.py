@@ -33,35 +33,60 @@ def tiny_archive(tmp_path_factory) -> Path:
 
 @dataclasses.dataclass
 class PipelineRun:
+    """The shared pipeline run: four runs of one pipeline into one run directory and metadata store.
+
+    first:  the baseline; both models are blessed against the floors alone and pushed.
+    second: the same again: everything cached except what reads the first run's results.
+    worse:  the segmentation model barely trained: worse than the first, so not blessed and not pushed.
+    better: the segmentation model trained longer: blessed against the first, pushed as a second version.
+    """
+
     config: object
     first: dict
     second: dict
+    worse: dict
+    better: dict
+    versions: list[dict[str, list[int]]]  # complete serving versions per model after each run
+    worse_config: object = None
+    better_config: object = None
+
+
+# Only the segmentation Trainer differs between the runs below, so the classification branch is cached.
+WORSE_SEGMENTATION = ["segmentation.train_steps=2", "segmentation.epochs=1"]
+BETTER_SEGMENTATION = ["segmentation.train_steps=180", "segmentation.epochs=3"]
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
-    """Runs the real pipeline (LocalDagRunner, Beam multi-processing, SQLite MLMD) twice on the tiny archive."""
+    """Runs the real pipeline (LocalDagRunner, Beam, SQLite MLMD) four times on the tiny archive (see PipelineRun)."""
+    from components.promotion.versions import list_versions
     from pipelines import config as cfg
     from pipelines import local_runner
 
     run_dir = tmp_path_factory.mktemp("run")
-    config = cfg.load_config(
-        overrides=[
-            "segmentation.train_steps=60",
-            "segmentation.epochs=2",
-            "segmentation.eval_steps=2",
-            "classification.train_steps=20",
-            "classification.epochs=1",
-            "classification.eval_steps=2",
-            "seg_blessing.floor=0.3",
-            "cls_blessing.floor=0.0",
-            # Drift against the first run is measured even on this tiny archive (identical data: distance 0);
-            # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
-            "validation.min_examples_for_distance=1",
-            "validation.split_skew={}",
-        ],
-        base=cfg.demo_config(str(tiny_archive), str(run_dir)),
-    )
-    first = local_runner.run(config)
-    second = local_runner.run(config)
-    return PipelineRun(config, first, second)
+    base = [
+        "segmentation.train_steps=60",
+        "segmentation.epochs=2",
+        "segmentation.eval_steps=2",
+        "classification.train_steps=20",
+        "classification.epochs=1",
+        "classification.eval_steps=2",
+        "seg_blessing.floor=0.3",
+        # A longer-trained model is not worse by chance: a small, noisy eval split gets a wider no-regression margin.
+        "seg_blessing.tolerance=0.05",
+        "cls_blessing.floor=0.0",
+        # Drift against the first run is measured even on this tiny archive (identical data: distance 0);
+        # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
+        "validation.min_examples_for_distance=1",
+        "validation.split_skew={}",
+    ]
+    demo = cfg.demo_config(str(tiny_archive), str(run_dir))
+    config = cfg.load_config(overrides=base, base=demo)
+    worse_config = cfg.load_config(overrides=base + WORSE_SEGMENTATION, base=demo)
+    better_config = cfg.load_config(overrides=base + BETTER_SEGMENTATION, base=demo)
+    outputs, versions = [], []
+    for c in (config, config, worse_config, better_config):
+        outputs.append(local_runner.run(c))
+        serving = outputs[-1]["serving"]
+        versions.append({task: list_versions(os.path.join(serving, task)) for task in ("segmentation", "classification")})
+    return PipelineRun(config, *outputs, versions=versions, worse_config=worse_config, better_config=better_config)

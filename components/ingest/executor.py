@@ -20,6 +20,8 @@ from components.ingest.sources import SourceConfig
 
 logger = logging.getLogger(__name__)
 
+SOURCE_COUNTS_PROPERTY = "source_counts"  # JSON {source name: images written}
+
 
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Lists the sources, runs the Beam ingestion, writes the report; fails past the quarantine limit."""
@@ -45,5 +47,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             beam_ingest.build_ingest(pipeline, refs, sources, options, salt, examples.uri, work_uri)
         result = beam_ingest.write_report(report.uri, sources, rejected, work_uri, options)
         tf.io.gfile.rmtree(work_uri)
+        # Per-source counts on the examples themselves, so lineage answers "what went in" from ML Metadata alone.
+        examples.set_string_custom_property(
+            SOURCE_COUNTS_PROPERTY, json.dumps({name: s["written"] for name, s in sorted(result["sources"].items())})
+        )
         for name, s in result["sources"].items():
             logger.info("source %s: %d written (%s), %d quarantined", name, s["written"], s["splits"], s["quarantined"])
