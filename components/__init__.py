@@ -5,3 +5,19 @@ import os
 # TFT and TFMA only work with Keras 2; make every `tf.keras` in this process (and in Beam workers that
 # import this package) resolve to tf_keras before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# Custom artifact types by the names they are registered under ("components.<class>"): Kubeflow's TFX entrypoint
+# imports an artifact's class from its type name, which KFP requires to be "<module>.<Class>". Loaded lazily so
+# that `import components` stays cheap and still runs before TensorFlow is imported.
+_ARTIFACT_TYPES = {
+    "IngestReport": "components.ingest.spec",
+    "DataValidationReport": "components.validation.gate",
+}
+
+
+def __getattr__(name: str):
+    if name in _ARTIFACT_TYPES:
+        import importlib
+
+        return getattr(importlib.import_module(_ARTIFACT_TYPES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

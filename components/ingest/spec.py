@@ -20,7 +20,8 @@ FINGERPRINT_KEY = "input_fingerprint"
 class IngestReport(artifact.Artifact):
     """report.json (per-source counts, splits, duplicates) and quarantine.jsonl (every rejected input, why)."""
 
-    TYPE_NAME = "CxrIngestReport"
+    # "<module>.<class>": on Kubeflow the executor imports the artifact class by this name (components/__init__.py).
+    TYPE_NAME = "components.IngestReport"
 
 
 class CxrExampleGenSpec(component_spec.ComponentSpec):

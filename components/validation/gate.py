@@ -45,7 +45,8 @@ IMAGE_FORMATS = ("png",)  # the contract: ingestion stores every image as PNG (f
 class DataValidationReport(artifact.Artifact):
     """report.txt (one line per anomaly) and report.json (the same, structured); property anomalies_found."""
 
-    TYPE_NAME = "CxrDataValidationReport"
+    # "<module>.<class>": on Kubeflow the executor imports the artifact class by this name (components/__init__.py).
+    TYPE_NAME = "components.DataValidationReport"
 
 
 class DataGateSpec(component_spec.ComponentSpec):

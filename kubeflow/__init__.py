@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines: the compiled pipeline (runner.py), its container image (Dockerfile) and scheduled runs."""
