@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint image clean chromium
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,28 @@ $(STAMP): setup.py constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/cxr demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The review app's browser test drives Debian's chromium (Playwright never downloads a browser here). Installed
+# once when missing, as root or with sudo; if that fails the browser test is skipped and says why.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  echo "installing Debian's chromium for the browser test"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	    || echo "could not install chromium: the browser test will be skipped"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# The Kubeflow image (kubeflow/Dockerfile); needs a Docker engine. GPU=1 adds TensorFlow's CUDA libraries.
+IMAGE ?= cxr-pipeline:latest
+GPU ?= 0
+image:
+	@if command -v hadolint >/dev/null 2>&1; then hadolint kubeflow/Dockerfile; else echo "hadolint not installed: kubeflow/Dockerfile not linted"; fi
+	docker build -f kubeflow/Dockerfile --build-arg GPU=$(GPU) -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

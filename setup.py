@@ -23,7 +23,16 @@ setup(
         "pillow",
         "click",
         "pyyaml",
+        "scipy",
+        # The run report and model cards (`cxr report`): plots rendered with the Agg backend.
+        "matplotlib",
+        # Kubeflow: the kfp 2.x client (`cxr kubeflow`); the image's TFX entrypoint reads kfp-pipeline-spec.
+        "kfp",
+        "kfp-pipeline-spec",
+        # `cxr serve`: the local review web app.
+        "flask",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "ruff", "gcp-storage-emulator"]},
+    # playwright drives the system chromium in the review app's browser test (no browser is downloaded).
+    extras_require={"test": ["pytest", "pytest-timeout", "ruff", "gcp-storage-emulator", "playwright"]},
     entry_points={"console_scripts": ["cxr=pipelines.cli:main"]},
 )

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any
 
 import yaml
 
 from components.ingest.beam_ingest import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
+from components.reporting.options import ReportOptions
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS, HParams
 from components.trainer.tasks import make_task
 
 _INGEST_DEFAULTS = IngestOptions()
+_REPORT = ReportOptions()
 _HP = HParams()
 
 
@@ -109,10 +112,139 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class BlessingConfig:
-    """A model is blessed when its metric is >= floor and at most `tolerance` below the latest blessed one."""
+    """When the Evaluator blesses a model; judged on the overall eval slice (components/evaluation/configs.py).
+
+    The task's key metric (segmentation: mean Dice, classification: macro AUC) must be >= `floor` and at most
+    `tolerance` below the latest blessed model's; a first model, with nothing blessed before it, needs only the
+    bounds. `floors` and `ceilings` bound further metrics by name (components/evaluation/tfma_metrics.py), e.g.
+    floors {"iou": 0.6, "auc/Tuberculosis": 0.7}, ceilings {"hd95": 12.0} (pixels at seg_size).
+    """
 
     floor: float
     tolerance: float = 0.01
+    floors: dict[str, float] = dataclasses.field(default_factory=dict)
+    ceilings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tolerance < 0:
+            raise ValueError(f"blessing tolerance must be >= 0, got {self.tolerance}")
+        for name, bounds in (("floors", self.floors), ("ceilings", self.ceilings)):
+            if not isinstance(bounds, dict) or not all(isinstance(v, int | float) for v in bounds.values()):
+                raise ValueError(f"blessing {name} must map metric names to numbers, got {bounds!r}")
+
+
+_PUSH_MODEL_NAMES = {"segmentation": "segmentation", "classification": "classification"}
+
+
+@dataclasses.dataclass
+class PushConfig:
+    """Where the Pushers publish blessed models: `<base_dir>/<model name>/<version>/`, the TF Serving layout.
+
+    `base_dir` is a local directory or `gs://bucket[/prefix]` (written with google-cloud-storage); empty means
+    `<run_dir>/serving`. `model_names` maps a task to its TF Serving model name, one directory under
+    `base_dir`; a task left out keeps its own name.
+    """
+
+    base_dir: str = ""
+    model_names: dict[str, str] = dataclasses.field(default_factory=lambda: dict(_PUSH_MODEL_NAMES))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.model_names) - set(_PUSH_MODEL_NAMES)
+        if unknown:
+            raise ValueError(f"push.model_names: unknown tasks {sorted(unknown)}; known: {sorted(_PUSH_MODEL_NAMES)}")
+        self.model_names = {**_PUSH_MODEL_NAMES, **self.model_names}
+        for task, name in self.model_names.items():
+            # One path segment, and not hidden: names starting with "." are the Pusher's staging.
+            valid = isinstance(name, str) and name.isascii() and name[:1].isalnum()
+            if not (valid and all(c.isalnum() or c in "._-" for c in name)):
+                raise ValueError(f"push.model_names.{task} must be letters, digits, '.', '_' or '-' (not first), got {name!r}")
+        if len(set(self.model_names.values())) < len(self.model_names):
+            raise ValueError(f"push.model_names must differ (versions of two tasks would mix), got {self.model_names}")
+        scheme = self.base_dir.partition("://")[0] if "://" in self.base_dir else ""
+        if scheme not in ("", "gs"):
+            raise ValueError(f"push.base_dir must be a local path or gs://bucket/prefix, got {self.base_dir!r}")
+        if scheme == "gs" and not self.base_dir[len("gs://") :].split("/")[0]:
+            raise ValueError(f"push.base_dir names no bucket: {self.base_dir!r}")
+
+
+_CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+
+
+@dataclasses.dataclass
+class TrainerResources:
+    """What one Trainer's pod asks Kubernetes for on Kubeflow (`cxr kubeflow ...` only; local runs ignore it).
+
+    `gpus` of `gpu_type` (the node's extended resource name; on Vertex AI an accelerator name such as
+    NVIDIA_TESLA_T4), `cpu` and `memory` in Kubernetes quantities ("8", "500m"; "32Gi"), requested (memory is
+    also the limit). `node_selector` picks the nodes, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+    """
+
+    gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    cpu: str = "8"
+    memory: str = "32Gi"
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gpus, int) or self.gpus < 0:
+            raise ValueError(f"gpus must be an integer >= 0, got {self.gpus!r}")
+        if self.gpus and not self.gpu_type:
+            raise ValueError("gpu_type must name the accelerator when gpus > 0")
+        if not _CPU.match(str(self.cpu)):
+            raise ValueError(f"cpu must be a Kubernetes CPU quantity such as '8' or '500m', got {self.cpu!r}")
+        if not _MEMORY.match(str(self.memory)):
+            raise ValueError(f"memory must be a Kubernetes memory quantity such as '32Gi', got {self.memory!r}")
+        self.cpu, self.memory = str(self.cpu), str(self.memory)
+
+
+@dataclasses.dataclass
+class KubeflowConfig:
+    """Kubeflow Pipelines (kubeflow/runner.py): the image, the Trainers' resources, Beam's runner, the schedule.
+
+    Only `cxr kubeflow compile|schedule|run` read it. The run's `run_dir` (hence the pipeline root),
+    `sources` and `push.base_dir` must then be on gs://.
+    """
+
+    image: str = ""  # the image built by `make image`, pushed to a registry the cluster can pull from
+    host: str = ""  # the KFP API endpoint, e.g. http://localhost:8080 through a port-forward
+    namespace: str = ""  # the user's profile namespace on multi-user Kubeflow; empty on standalone KFP
+    experiment: str = "cxr"
+    cron: str = "0 0 2 * * *"  # 6 fields (seconds first), in the cluster's time zone: 02:00 every day
+    service_account: str = ""  # Kubernetes service account of the pods (GCS/Dataflow access); empty: KFP's default
+    # Replace the top-level beam_args for every Beam component (ingestion, statistics, Transform, evaluation).
+    # The default runs Beam inside each component's pod on all its cores; Dataflow: see kubeflow/config.example.yaml.
+    beam_args: list[str] = dataclasses.field(
+        default_factory=lambda: ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    )
+    schema_dir: str = "/pipeline/schemas"  # schema.pbtxt as the image holds it (or a gs:// prefix)
+    # A Kubernetes Secret whose key `salt` CxrExampleGen's pod gets as the environment variable `salt_env`.
+    salt_secret: str = "cxr-id-salt"
+    segmentation: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    classification: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    """The run report and model cards (components/reporting) written at the end of every local run.
+
+    `intended_use` and `limitations` are the model cards' words; `min_slice_examples` flags thinner slices in
+    their limitations; `samples_per_source` sizes the report's sample grid.
+    """
+
+    enabled: bool = True
+    intended_use: str = _REPORT.intended_use
+    limitations: list[str] = dataclasses.field(default_factory=list)
+    samples_per_source: int = _REPORT.samples_per_source
+    min_slice_examples: int = _REPORT.min_slice_examples
+
+    def options(self) -> ReportOptions:
+        return ReportOptions(
+            intended_use=self.intended_use,
+            limitations=tuple(self.limitations),
+            samples_per_source=self.samples_per_source,
+            min_slice_examples=self.min_slice_examples,
+        )
 
 
 @dataclasses.dataclass
@@ -128,11 +260,16 @@ class PipelineConfig:
     classification: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     seg_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.80))
     cls_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.60))
+    # Classification decision threshold for precision, recall, F1 and confusion counts (multiclass uses argmax).
+    cls_threshold: float = 0.5
+    push: PushConfig = dataclasses.field(default_factory=PushConfig)
     beam_args: list[str] = dataclasses.field(
         default_factory=lambda: ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     salt_env: str = "CXR_ID_SALT"  # the salt itself never enters the config (it would land in ML Metadata)
     enable_cache: bool = True
+    kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
+    report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
         for s in self.sources:
@@ -156,7 +293,8 @@ class PipelineConfig:
 
     @property
     def serving_dir(self) -> str:
-        return os.path.join(self.run_dir, "serving")
+        """Where pushed models go (push.base_dir, by default `<run_dir>/serving`): `<serving_dir>/<model name>/<version>/`."""
+        return self.push.base_dir or os.path.join(self.run_dir, "serving")
 
 
 def _build(cls: type, raw: dict[str, Any]) -> Any:

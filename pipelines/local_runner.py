@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -56,11 +57,35 @@ def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, 
             raise ValueError(f"unknown nodes {unknown}; the pipeline's are {sorted(c.id for c in pipeline.components)}")
         run_options = tfx_pipeline.RunOptions(to_nodes=list(to_nodes))
         logger.info("partial run: only what %s need", ", ".join(to_nodes))
-    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+    except Exception as e:  # a failed run gets its report too: it shows what stopped it (e.g. the data gate's findings)
+        write_report(config, failure=f"{type(e).__name__}: {e}")
+        raise
+    report = write_report(config)
     logger.info("pipeline finished in %.0f s", time.monotonic() - start)
     return {
         "run_dir": config.run_dir,
         "metadata": config.metadata_path,
         "pipeline_root": config.pipeline_root,
         "serving": config.serving_dir,
+        "report": report,
     }
+
+
+def write_report(config: PipelineConfig, failure: str | None = None) -> str:
+    """Writes the run report and the model cards (components/reporting) into `<run_dir>/reports/`; returns the
+    report's path, or "" when `report.enabled` is off or it could not be written (a warning says why: a report
+    never fails the run)."""
+    if not config.report.enabled:
+        return ""
+    try:
+        from components.reporting import report
+
+        settings = dataclasses.asdict(config.report)
+        settings.pop("enabled")
+        report.save_settings(config.run_dir, settings)
+        return report.write_report(config.run_dir, options=config.report.options(), failure=failure)["report"]
+    except Exception as e:  # the run's outcome stands whatever happens to its report
+        logger.warning("the run report could not be written: %s: %s", type(e).__name__, e, exc_info=True)
+        return ""

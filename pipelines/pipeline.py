@@ -25,10 +25,27 @@ def _hparams(config: PipelineConfig, train: TrainConfig) -> dict:
     return dataclasses.asdict(train.hparams(seg_size=config.seg_size, cls_size=config.cls_size))
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None, schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2."""
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+    schema_dir: str = SCHEMA_DIR,
+    *,
+    baseline_strategy: type[tfx.dsl.experimental.ResolverStrategy] | None = LatestIfAnyStrategy,
+    input_fingerprint: str | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2.
+
+    Args:
+      config: the run's configuration.
+      metadata_connection_config: ML Metadata connection (None: the orchestrator's own, e.g. Kubeflow's).
+      schema_dir: directory (or gs:// prefix) holding schema.pbtxt, as the ImportSchemaGen executor sees it.
+      baseline_strategy: resolves the drift baseline (the statistics DataGate accepted last); the baseline models
+        are resolved with LatestBlessedModelStrategy. None builds no resolver at all: no drift check and no
+        comparison with the last blessed model, for orchestrators that cannot run resolvers (Kubeflow Pipelines).
+      input_fingerprint: CxrExampleGen's cache key for its inputs; None lists the sources now to compute it.
+    """
     example_gen = CxrExampleGen(
-        sources=config.sources, options=config.ingest.options(), salt_env=config.salt_env
+        sources=config.sources, options=config.ingest.options(), salt_env=config.salt_env, input_fingerprint=input_fingerprint
     ).with_beam_pipeline_args(list(config.ingest.beam_args))
     validation = config.validation
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
@@ -40,18 +57,24 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    # The statistics the gate accepted in the latest earlier run: the baseline of drift (none on a first run).
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=LatestIfAnyStrategy,
-        statistics=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ExampleStatistics, producer_component_id="DataGate", output_key=gate.ACCEPTED_KEY
-        ),
-    ).with_id("LatestAcceptedStatisticsResolver")
+    components = [example_gen, schema_gen, statistics_gen, example_validator]
+    previous_statistics = None
+    if baseline_strategy is not None:
+        # The statistics the gate accepted in the latest earlier run: the baseline of drift (none on a first run).
+        previous_statistics = tfx.dsl.Resolver(
+            strategy_class=baseline_strategy,
+            statistics=tfx.dsl.Channel(
+                type=tfx.types.standard_artifacts.ExampleStatistics,
+                producer_component_id="DataGate",
+                output_key=gate.ACCEPTED_KEY,
+            ),
+        ).with_id("LatestAcceptedStatisticsResolver")
+        components.append(previous_statistics)
     data_gate = gate.DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        baseline_statistics=previous_statistics.outputs["statistics"],
+        baseline_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None,
         split_skew=validation.split_skew,
         drift=validation.drift,
         continue_on_anomalies=validation.continue_on_anomalies,
@@ -64,19 +87,31 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
         custom_config={"seg_size": config.seg_size, "cls_size": config.cls_size},
     )
     transform.add_upstream_node(data_gate)  # no data flows from the gate: Transform only waits for its verdict
-    components = [example_gen, schema_gen, statistics_gen, example_validator, previous_statistics, data_gate, transform]
+    components += [data_gate, transform]
     tasks = (
         (
             "segmentation",
             SEGMENTATION_RUN_FN,
             config.segmentation,
-            segmentation_eval_config(config.seg_blessing.floor, config.seg_blessing.tolerance),
+            segmentation_eval_config(
+                config.seg_blessing.floor,
+                config.seg_blessing.tolerance,
+                floors=config.seg_blessing.floors,
+                ceilings=config.seg_blessing.ceilings,
+            ),
         ),
         (
             "classification",
             CLASSIFICATION_RUN_FN,
             config.classification,
-            classification_eval_config(config.cls_blessing.floor, config.cls_blessing.tolerance),
+            classification_eval_config(
+                config.cls_blessing.floor,
+                config.cls_blessing.tolerance,
+                task=config.classification.task,
+                threshold=config.cls_threshold,
+                floors=config.cls_blessing.floors,
+                ceilings=config.cls_blessing.ceilings,
+            ),
         ),
     )
     for task, run_fn, train, eval_config in tasks:
@@ -90,17 +125,21 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
             custom_config=_hparams(config, train),
         ).with_id(f"Trainer.{task}")
         evaluator_id = f"Evaluator.{task}"
-        baseline = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"),
-            model_blessing=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ModelBlessing, producer_component_id=evaluator_id, output_key="blessing"
-            ),
-        ).with_id(f"LatestBlessedModelResolver.{task}")
+        baseline = None
+        if baseline_strategy is not None:
+            baseline = tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                model=tfx.dsl.Channel(
+                    type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"
+                ),
+                model_blessing=tfx.dsl.Channel(
+                    type=tfx.types.standard_artifacts.ModelBlessing, producer_component_id=evaluator_id, output_key="blessing"
+                ),
+            ).with_id(f"LatestBlessedModelResolver.{task}")
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"],
+            baseline_model=baseline.outputs["model"] if baseline else None,
             schema=schema_gen.outputs["schema"],
             eval_config=eval_config,
         ).with_id(evaluator_id)
@@ -108,11 +147,13 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None, sch
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(config.serving_dir, task))
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=os.path.join(config.serving_dir, config.push.model_names[task])
+                )
             ),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         ).with_id(f"Pusher.{task}")
-        components += [trainer, baseline, evaluator, pusher]
+        components += [c for c in (trainer, baseline, evaluator, pusher) if c is not None]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
