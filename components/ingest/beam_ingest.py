@@ -145,7 +145,8 @@ class ReadRecord(beam.DoFn):
             raise imaging.ImageError(f"mask is {mw}x{mh}, image is {w}x{h}")
         meta = {"patient_id": ref.patient_id, "view": ref.view, "sex": ref.sex, "age_years": ref.age_years}
         meta.update(decoded.meta)
-        patient_hash = hash_id(self._salt, ref.source, str(meta["patient_id"]))
+        namespace = self._sources[ref.source].config.patient_namespace or ref.source
+        patient_hash = hash_id(self._salt, namespace, str(meta["patient_id"]))
         split = assign_split(patient_hash, options.split_ratios)
         orig_h, orig_w = pixels.shape
         size = imaging.bounded_size(orig_h, orig_w, options.max_side)
@@ -153,16 +154,22 @@ class ReadRecord(beam.DoFn):
             image_png = decoded.original_png  # already lossless grayscale at a good size: no re-encode
         else:
             image_png = imaging.encode_png(imaging.resize_image(pixels, size))
+        mask = decoded.mask
+        # An all-background mask marks no lung (e.g. the COVID collection's lateral views, where the annotators
+        # drew nothing): it is no ground truth, so the image is stored without a mask and counted as such.
+        empty_mask = mask is not None and not mask.any()
+        if empty_mask:
+            mask = None
         mask_png = b""
-        if decoded.mask is not None:
-            mask_png = imaging.encode_png(imaging.resize_mask(decoded.mask, size))
+        if mask is not None:
+            mask_png = imaging.encode_png(imaging.resize_mask(mask, size))
         labels, known = F.label_vector(dict(ref.labels))
         example = tf.train.Example(
             features=tf.train.Features(
                 feature={
                     F.IMAGE: _bytes(image_png),
                     F.MASK: _bytes(mask_png),
-                    F.HAS_MASK: _ints([int(decoded.mask is not None)]),
+                    F.HAS_MASK: _ints([int(mask is not None)]),
                     F.LABELS: _floats(labels),
                     F.LABEL_KNOWN: _ints(known),
                     F.SOURCE: _bytes(ref.source.encode()),
@@ -179,7 +186,8 @@ class ReadRecord(beam.DoFn):
         info = {
             "source": ref.source,
             "split": split,
-            "has_mask": int(decoded.mask is not None),
+            "has_mask": int(mask is not None),
+            "empty_mask": int(empty_mask),
             "files": ref.listed_files,
             "pixel_sha256": pixel_digest(pixels),
             "image": ref.rel_path,
@@ -288,7 +296,8 @@ def build_ingest(
         | "ListedTally" >> beam.MapTuple(lambda k, v: {"kind": "listed", "source": k, "records": v[0], "files": v[1]}),
         results[ReadRecord.QUARANTINE] | "QuarantineTally" >> beam.Map(lambda r: {"kind": "quarantined", **r}),
         infos
-        | "CountKeys" >> beam.Map(lambda i: (json.dumps([i["source"], i["split"], i["has_mask"]]), (1, i["files"])))
+        | "CountKeys"
+        >> beam.Map(lambda i: (json.dumps([i["source"], i["split"], i["has_mask"], i["empty_mask"]]), (1, i["files"])))
         | "SumCounts" >> beam.CombinePerKey(_sum_pairs)
         | "CountTally" >> beam.MapTuple(lambda k, v: {"kind": "written", "key": json.loads(k), "images": v[0], "files": v[1]}),
         infos
@@ -349,7 +358,8 @@ def write_report(
 
     Per source the report holds `listed` (records listed plus inputs rejected while listing), `written`
     and `quarantined` entries, with `written + quarantined == listed`; the same for input files
-    (`*_files`: images, masks and label sidecars); splits, masks, quarantine reasons, and the share
+    (`*_files`: images, masks and label sidecars); splits, masks (`empty_masks`: images written without their
+    all-background mask), quarantine reasons, and the share
     quarantined. `duplicates` lists the groups of images with identical pixels (all copies are kept).
 
     Raises:
@@ -372,6 +382,7 @@ def write_report(
             "written": 0,
             "written_files": 0,
             "with_mask": 0,
+            "empty_masks": 0,
             "splits": {n: 0 for n in options.split_names},
             "quarantined": 0,
             "quarantined_files": 0,
@@ -387,12 +398,13 @@ def write_report(
         s["listed"] += 1
         s["listed_files"] += r["files"]
     for c in counts:
-        (source, split, has_mask) = c["key"]
+        (source, split, has_mask, empty_mask) = c["key"]
         s = per_source[source]
         s["written"] += c["images"]
         s["written_files"] += c["files"]
         s["splits"][split] += c["images"]
         s["with_mask"] += c["images"] if has_mask else 0
+        s["empty_masks"] += c["images"] if empty_mask else 0
     for q in quarantined:
         s = per_source[q["source"]]
         s["quarantined"] += 1

@@ -109,3 +109,58 @@ def test_clean_input_still_writes_an_empty_quarantine_file(tiny_archive, tmp_pat
     report = B.write_report(str(tmp_path / "report"), sources, rejected, str(tmp_path / "work"), options)
     assert report["total_quarantined"] == 0 and report["total_written"] == len(refs) > 0
     assert (tmp_path / "report" / "quarantine.jsonl").read_text() == ""
+
+
+def _ingest(sources, tmp_path, **options):
+    options = B.IngestOptions(**{"max_side": 64, **options})
+    refs, rejected = B.list_sources(sources)
+    with beam.Pipeline() as p:
+        B.build_ingest(p, refs, sources, options, "test-salt", str(tmp_path / "examples"), str(tmp_path / "work"))
+    report = B.write_report(str(tmp_path / "report"), sources, rejected, str(tmp_path / "work"), options)
+    examples = []
+    for path in glob.glob(str(tmp_path / "examples" / "Split-*" / "*.gz")):
+        split = path.split("Split-")[1].split("/")[0]
+        examples += [
+            (split, tf.train.Example.FromString(r.numpy())) for r in tf.data.TFRecordDataset(path, compression_type="GZIP")
+        ]
+    return report, examples
+
+
+def test_an_all_background_mask_is_no_ground_truth(tiny_archive, tmp_path):
+    import numpy as np
+
+    from components.ingest import imaging
+
+    data = tmp_path / "shenzhen"
+    shutil.copytree(tiny_archive / "shenzhen", data)
+    mask_path = sorted(data.rglob("*_mask.png"))[0]
+    shape = imaging.decode_image(mask_path.read_bytes(), 10**8)[0].shape
+    mask_path.write_bytes(imaging.encode_png(np.zeros(shape, np.uint8)))  # e.g. a lateral view nobody outlined
+    report, examples = _ingest([SourceConfig("shenzhen", "shenzhen", str(data))], tmp_path)
+    s = report["sources"]["shenzhen"]
+    assert s["empty_masks"] == 1 and s["quarantined"] == 0
+    without = [ex for _, ex in examples if ex.features.feature[F.HAS_MASK].int64_list.value[0] == 0]
+    assert s["with_mask"] == sum(1 for _, ex in examples if ex.features.feature[F.HAS_MASK].int64_list.value[0]) > 0
+    # The image is written, without a mask: has_mask 0 and no mask bytes.
+    assert any(ex.features.feature[F.MASK].bytes_list.value[0] == b"" for ex in without)
+    assert s["written"] == len(examples) and s["written_files"] == s["listed_files"]
+
+
+def test_sources_of_one_collection_share_their_patients(tiny_archive, tmp_path):
+    # Two exports of the same NIH folder: the same patient ids name the same people.
+    shared = [
+        SourceConfig("export_a", "nih", str(tiny_archive / "nih"), patient_namespace="nih"),
+        SourceConfig("export_b", "nih", str(tiny_archive / "nih"), patient_namespace="nih"),
+    ]
+    _, examples = _ingest(shared, tmp_path / "shared")
+    by_source: dict[str, set[tuple[str, str]]] = {}
+    for split, ex in examples:
+        by_source.setdefault(_str(ex, F.SOURCE), set()).add((_str(ex, F.PATIENT_ID), split))
+    assert by_source["export_a"] == by_source["export_b"]  # same hashed patients, in the same splits
+    apart = [
+        SourceConfig("export_a", "nih", str(tiny_archive / "nih")),
+        SourceConfig("export_b", "nih", str(tiny_archive / "nih")),
+    ]
+    _, examples = _ingest(apart, tmp_path / "apart")
+    patients = {s: {_str(ex, F.PATIENT_ID) for _, ex in examples if _str(ex, F.SOURCE) == s} for s in ("export_a", "export_b")}
+    assert not patients["export_a"] & patients["export_b"]  # without a namespace, each source's ids are its own

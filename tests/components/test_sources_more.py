@@ -246,6 +246,8 @@ def test_tbx11k_finds_dataset_folder_and_reads_rgb_as_grey(tbx_tree):
     [
         ("person1_bacteria_1", "person1"),
         ("person1000_virus_1681", "person1000"),
+        ("person447_virus_921_1", "person447"),  # a real Kermany name with an extra number
+        ("person1_bacteria", None),
         ("IM-0115-0001", "IM-0115"),
         ("NORMAL2-IM-1427-0001", "IM-1427"),
         ("scan_0001", None),
@@ -283,7 +285,7 @@ def test_kermany_labels_patients_and_rejections(tmp_path):
     }
     assert {k: v[0] for k, v in _reasons(rejected).items()} == {
         "chest_xray/train/PNEUMONIA/scan.jpeg": "file name has no patient id "
-        "(expected personN_bacteria|virus_M or [NORMAL2-]IM-NNNN-NNNN)",
+        "(expected personN_bacteria|virus_M[_K] or [NORMAL2-]IM-NNNN-NNNN)",
         "chest_xray/train/OTHER/IM-0001-0001.jpeg": "not directly under train/NORMAL/ or train/PNEUMONIA/",
         "chest_xray/train/PNEUMONIA/.DS_Store": "not an image file type (no extension)",
     }

@@ -21,12 +21,18 @@ UNREFERENCED_EXTENSIONS = (*IMAGE_EXTENSIONS, *DICOM_EXTENSIONS)
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-    """One configured source: which adapter reads it, where it lives, and adapter options."""
+    """One configured source: which adapter reads it, where it lives, and adapter options.
+
+    `patient_namespace`: sources that are exports of one collection, whose patient ids name the same people
+    (e.g. two subsets of the COVID-19 image data collection), share a namespace so that one patient lands in
+    one split whichever source holds their images; empty means the source's own name.
+    """
 
     name: str
     kind: str
     root: str
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    patient_namespace: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

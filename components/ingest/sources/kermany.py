@@ -16,8 +16,9 @@ KERMANY_CLASSES: dict[str, tuple[tuple[str, bool], ...]] = {
 KERMANY_SPLITS: tuple[str, ...] = ("train", "test", "val")
 # Where the split folders may sit under root: the Kaggle archive unpacks to chest_xray/.
 DATASET_DIRS: tuple[str, ...] = ("", "chest_xray")
-# "person1_bacteria_1" -> person1; "IM-0115-0001" and "NORMAL2-IM-1427-0001" -> IM-0115 / IM-1427.
-_PATIENT_PATTERNS = (re.compile(r"(person\d+)_(?:bacteria|virus)_\d+"), re.compile(r"(?:NORMAL2-)?(IM-\d+)(?:-\d+)+"))
+# "person1_bacteria_1" (and "person447_virus_921_1", with an extra number) -> person1 / person447;
+# "IM-0115-0001" and "NORMAL2-IM-1427-0001" -> IM-0115 / IM-1427.
+_PATIENT_PATTERNS = (re.compile(r"(person\d+)_(?:bacteria|virus)(?:_\d+)+"), re.compile(r"(?:NORMAL2-)?(IM-\d+)(?:-\d+)+"))
 
 
 def patient_from_name(stem: str) -> str | None:
@@ -67,7 +68,7 @@ class KermanySource(Source):
                     continue
                 patient = patient_from_name(stem)
                 if patient is None:
-                    reason = "file name has no patient id (expected personN_bacteria|virus_M or [NORMAL2-]IM-NNNN-NNNN)"
+                    reason = "file name has no patient id (expected personN_bacteria|virus_M[_K] or [NORMAL2-]IM-NNNN-NNNN)"
                     rejected.append(Rejected(self.config.name, rel, reason))
                     continue
                 refs.append(
