@@ -30,7 +30,14 @@ from components.trainer.tasks import KINDS
 MACRO_AUC = "macro_auc"  # mean AUC over the classes with both known positives and known negatives
 MACRO_F1 = "macro_f1"  # mean F1 over the same classes
 MACRO_CLASSES = "macro_classes"  # how many classes the macro averages cover
-ACCURACY = "accuracy"  # multiclass only: argmax accuracy over the known rows
+# Against degenerate models (a constant, a one-class answer), whatever their AUC: balanced accuracy is 0.5 and
+# the spread of the predictions near 0 for a model that answers the same for every image.
+MACRO_BALANCED_ACCURACY = "macro_balanced_accuracy"  # mean over the macro classes of (recall + specificity) / 2
+MACRO_PREDICTION_STD = "macro_prediction_std"  # mean over the macro classes of the predictions' standard deviation
+# Against a model that tells sources apart instead of findings (e.g. every COVID-collection image is Pneumonia
+# positive, every image of another source negative): AUC over positive-negative pairs of the same source only.
+MACRO_WITHIN_SOURCE_AUC = "macro_within_source_auc"  # mean of within_source_auc/<class> where defined
+ACCURACY = "accuracy"  # multiclass: argmax accuracy over the known rows; sigmoid tasks: over the known labels
 # Per class, named "<metric>/<class name>".
 PER_CLASS = (
     "auc",  # ROC AUC (Mann-Whitney on predictions binned to 1/num_buckets; ties count one half)
@@ -47,6 +54,11 @@ PER_CLASS = (
     "ece",  # expected calibration error over `calibration_bins` equal-width bins of the prediction
     "known",  # weighted count of examples whose label for the class is known
     "positives",  # weighted count of known positives
+    "specificity",  # tn / (tn + fp) at the decision threshold
+    "balanced_accuracy",  # (recall + specificity) / 2
+    "accuracy",  # (tp + tn) / known
+    "prediction_std",  # standard deviation of the predictions over the known labels
+    "within_source_auc",  # AUC over positive-negative pairs from the same source (NaN if no source has both)
 )
 DICE, IOU, HD95 = "dice", "iou", "hd95"
 IMAGES_WITH_MASK = "images_with_mask"  # weighted count of the images the segmentation means are over
@@ -86,9 +98,18 @@ def higher_is_better(name: str) -> bool:
 
 def classification_metric_names(class_names: Sequence[str], kind: str) -> list[str]:
     """Every name ClassificationMetrics emits for these classes, in a stable order."""
-    names = [class_metric(m, c) for c in class_names for m in PER_CLASS] + [MACRO_AUC, MACRO_F1, MACRO_CLASSES]
+    names = [class_metric(m, c) for c in class_names for m in PER_CLASS]
+    names += [
+        MACRO_AUC,
+        MACRO_F1,
+        MACRO_CLASSES,
+        MACRO_BALANCED_ACCURACY,
+        MACRO_PREDICTION_STD,
+        MACRO_WITHIN_SOURCE_AUC,
+        ACCURACY,
+    ]
     if kind == "multiclass":
-        names += [ACCURACY] + [confusion_metric(t, p) for t in class_names for p in class_names]
+        names += [confusion_metric(t, p) for t in class_names for p in class_names]
     return names
 
 
@@ -116,7 +137,16 @@ def _bin(values: np.ndarray, n: int) -> np.ndarray:
     return np.clip(np.floor(np.nan_to_num(values) * n), 0, n - 1).astype(np.int64)
 
 
-_ARRAYS = ("pos_hist", "neg_hist", "tp", "fp", "tn", "fn", "pred_sum", "bin_weight", "bin_pred", "bin_label", "confusion")
+_ARRAYS = (
+    "pos_hist", "neg_hist", "tp", "fp", "tn", "fn", "pred_sum", "pred_sq_sum", "bin_weight", "bin_pred", "bin_label", "confusion"
+)  # fmt: skip
+
+
+def _auc_parts(pos_hist: np.ndarray, neg_hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(wins, pairs) per class from prediction histograms: wins / pairs is the AUC (ties count one half)."""
+    negatives_below = np.cumsum(neg_hist, axis=-1) - neg_hist
+    wins = (pos_hist * (negatives_below + 0.5 * neg_hist)).sum(-1)
+    return wins, pos_hist.sum(-1) * neg_hist.sum(-1)
 
 
 class ClassificationStats:
@@ -134,18 +164,22 @@ class ClassificationStats:
         self.neg_hist = np.zeros((c, num_buckets))
         self.tp, self.fp, self.tn, self.fn = (np.zeros(c) for _ in range(4))
         self.pred_sum = np.zeros(c)  # weighted sum of predictions over known labels
+        self.pred_sq_sum = np.zeros(c)  # ... and of their squares
+        # Per source: (pos_hist, neg_hist) of that source's examples alone, for the within-source AUC.
+        self.by_source: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.bin_weight = np.zeros((c, calibration_bins))
         self.bin_pred = np.zeros((c, calibration_bins))
         self.bin_label = np.zeros((c, calibration_bins))
         self.confusion = np.zeros((c, c))  # multiclass: [true, predicted]
 
-    def add(self, label: Any, prediction: Any, weight: float = 1.0) -> None:
+    def add(self, label: Any, prediction: Any, weight: float = 1.0, source: str = "") -> None:
         """Adds one example.
 
         Args:
           label: (C,) float: 1 positive, 0 negative, -1 unknown (multiclass: one-hot row, or all -1).
           prediction: (C,) float probabilities in [0, 1].
           weight: the example weight (>= 0).
+          source: the example's source, for the within-source AUC.
         """
         label = np.asarray(label, dtype=np.float64).reshape(-1)
         prediction = np.asarray(prediction, dtype=np.float64).reshape(-1)
@@ -169,11 +203,17 @@ class ClassificationStats:
         bucket = _bin(prediction, self.num_buckets)
         self.pos_hist[rows[positive], bucket[positive]] += weight
         self.neg_hist[rows[negative], bucket[negative]] += weight
+        if source not in self.by_source:
+            self.by_source[source] = (np.zeros_like(self.pos_hist), np.zeros_like(self.neg_hist))
+        pos_hist, neg_hist = self.by_source[source]
+        pos_hist[rows[positive], bucket[positive]] += weight
+        neg_hist[rows[negative], bucket[negative]] += weight
         self.tp += weight * (positive & decided)
         self.fn += weight * (positive & ~decided)
         self.fp += weight * (negative & decided)
         self.tn += weight * (negative & ~decided)
         self.pred_sum += weight * np.where(known, prediction, 0.0)
+        self.pred_sq_sum += weight * np.where(known, prediction**2, 0.0)
         cal = _bin(prediction, self.calibration_bins)
         self.bin_weight[rows[known], cal[known]] += weight
         self.bin_pred[rows[known], cal[known]] += weight * prediction[known]
@@ -182,15 +222,30 @@ class ClassificationStats:
     def merge(self, other: ClassificationStats) -> ClassificationStats:
         for name in _ARRAYS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for source, (pos_hist, neg_hist) in other.by_source.items():
+            mine = self.by_source.setdefault(source, (np.zeros_like(pos_hist), np.zeros_like(neg_hist)))
+            mine[0][...] += pos_hist
+            mine[1][...] += neg_hist
         return self
 
     def auc(self) -> np.ndarray:
         """(C,) ROC AUC per class: P(prediction of a positive > that of a negative), ties one half; NaN without both."""
-        positives, negatives = self.pos_hist.sum(-1), self.neg_hist.sum(-1)
-        negatives_below = np.cumsum(self.neg_hist, axis=-1) - self.neg_hist
-        wins = (self.pos_hist * (negatives_below + 0.5 * self.neg_hist)).sum(-1)
+        wins, pairs = _auc_parts(self.pos_hist, self.neg_hist)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((positives > 0) & (negatives > 0), wins / (positives * negatives), np.nan)
+            return np.where(pairs > 0, wins / pairs, np.nan)
+
+    def within_source_auc(self) -> np.ndarray:
+        """(C,) AUC over the positive-negative pairs whose two examples come from the same source.
+
+        It equals auc() when there is one source; NaN for a class no source has both classes of. A model
+        that recognises sources rather than findings scores high on auc() and about 0.5 here.
+        """
+        wins, pairs = np.zeros(self.tp.size), np.zeros(self.tp.size)
+        for pos_hist, neg_hist in self.by_source.values():
+            w, p = _auc_parts(pos_hist, neg_hist)
+            wins, pairs = wins + w, pairs + p
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pairs > 0, wins / pairs, np.nan)
 
     def roc(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """ROC points of class `i`: (thresholds, tp, fp, tn, fn), thresholds descending from 1.
@@ -229,10 +284,10 @@ class ClassificationStats:
     def results(self, class_names: Sequence[str]) -> dict[str, float]:
         """{readable name: value} for every name classification_metric_names(class_names, kind) lists."""
         out: dict[str, float] = {}
-        auc = self.auc()
+        auc, within = self.auc(), self.within_source_auc()
         known = self.tp + self.fp + self.tn + self.fn
         positives = self.tp + self.fn
-        f1s, aucs = [], []
+        f1s, aucs, balanced, spreads = [], [], [], []
         for i, name in enumerate(class_names):
             tp, fp, tn, fn = (float(a[i]) for a in (self.tp, self.fp, self.tn, self.fn))
             ece = _ratio(float(np.abs(self.bin_pred[i] - self.bin_label[i]).sum()), float(known[i]))
@@ -251,16 +306,32 @@ class ClassificationStats:
                 "ece": ece,
                 "known": float(known[i]),
                 "positives": float(positives[i]),
+                "specificity": _ratio(tn, tn + fp),
+                "accuracy": _ratio(tp + tn, float(known[i])),
+                "within_source_auc": float(within[i]),
             }
+            values["balanced_accuracy"] = (values["recall"] + values["specificity"]) / 2
+            mean = values["mean_prediction"]
+            variance = _ratio(float(self.pred_sq_sum[i]), float(known[i])) - mean * mean
+            values["prediction_std"] = math.sqrt(max(variance, 0.0)) if not math.isnan(variance) else math.nan
             out.update({class_metric(m, name): values[m] for m in PER_CLASS})
             if positives[i] > 0 and known[i] - positives[i] > 0:
                 aucs.append(values["auc"])
                 f1s.append(values["f1"])
+                balanced.append(values["balanced_accuracy"])
+                spreads.append(values["prediction_std"])
         out[MACRO_AUC] = float(np.mean(aucs)) if aucs else math.nan
         out[MACRO_F1] = float(np.mean(f1s)) if f1s else math.nan
         out[MACRO_CLASSES] = float(len(aucs))
+        out[MACRO_BALANCED_ACCURACY] = float(np.mean(balanced)) if balanced else math.nan
+        out[MACRO_PREDICTION_STD] = float(np.mean(spreads)) if spreads else math.nan
+        defined = within[~np.isnan(within)]
+        out[MACRO_WITHIN_SOURCE_AUC] = float(np.mean(defined)) if defined.size else math.nan
         if self.kind == "multiclass":
             out[ACCURACY] = _ratio(float(np.trace(self.confusion)), float(self.confusion.sum()))
+        else:
+            out[ACCURACY] = _ratio(float((self.tp + self.tn).sum()), float(known.sum()))
+        if self.kind == "multiclass":
             for t, true_name in enumerate(class_names):
                 for p, predicted_name in enumerate(class_names):
                     out[confusion_metric(true_name, predicted_name)] = float(self.confusion[t, p])
@@ -402,6 +473,7 @@ class _StatsCombiner(beam.CombineFn):
         return self._new()
 
     def add_input(self, accumulator: Any, element: metric_types.StandardMetricInputs) -> Any:
+        extra = self._extra(element)
         for label, prediction, weight in metric_util.to_label_prediction_example_weight(
             element,
             eval_config=self._eval_config,
@@ -412,8 +484,12 @@ class _StatsCombiner(beam.CombineFn):
             squeeze=False,
             require_single_example_weight=True,
         ):
-            accumulator.add(label, prediction, float(np.asarray(weight).reshape(-1)[0]))
+            accumulator.add(label, prediction, float(np.asarray(weight).reshape(-1)[0]), **extra)
         return accumulator
+
+    def _extra(self, element: metric_types.StandardMetricInputs) -> dict[str, Any]:
+        """Further keyword arguments of the stats' add() taken from the example (none by default)."""
+        return {}
 
     def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
         accumulators = iter(accumulators)
@@ -441,6 +517,12 @@ class _ClassificationCombiner(_StatsCombiner):
 
     def _new(self) -> ClassificationStats:
         return ClassificationStats(len(self._class_names), *self._args)
+
+    def _extra(self, element: metric_types.StandardMetricInputs) -> dict[str, Any]:
+        features = element.features or {}
+        value = np.asarray(features.get(F.SOURCE, b"")).reshape(-1)
+        source = value[0] if value.size else b""
+        return {"source": source.decode() if isinstance(source, bytes) else str(source)}
 
     def _results(self, stats: ClassificationStats) -> dict[str, float]:
         return stats.results(self._class_names)
@@ -488,7 +570,9 @@ def _classification_computations(
     combiner = _ClassificationCombiner(
         keys, eval_config, example_weighted, class_names, kind, threshold, num_buckets, calibration_bins, plot_keys
     )
-    return [metric_types.MetricComputation(keys=keys + plot_keys, preprocessors=None, combiner=combiner)]
+    # The raw `source` feature comes along for the within-source AUC.
+    preprocessors = [metric_types.FeaturePreprocessor(feature_keys=[F.SOURCE])]
+    return [metric_types.MetricComputation(keys=keys + plot_keys, preprocessors=preprocessors, combiner=combiner)]
 
 
 def _segmentation_computations(

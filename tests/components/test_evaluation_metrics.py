@@ -166,6 +166,52 @@ def test_undefined_metrics_are_nan_and_left_out_of_the_macro_averages():
     assert math.isnan(got["auc/A"]) and got["macro_auc"] == got["auc/B"] == 1.0 and got["macro_classes"] == 1.0
 
 
+def test_degenerate_models_score_chance_balanced_accuracy_and_no_spread():
+    # A constant answer above the threshold: every image called positive, whatever it is.
+    constant = [([1], [0.62]), ([0], [0.62]), ([1], [0.62]), ([0], [0.62])]
+    got = _classification("binary", constant, ["P"])
+    assert got["recall/P"] == 1.0 and got["specificity/P"] == 0.0
+    assert got["balanced_accuracy/P"] == got["macro_balanced_accuracy"] == 0.5
+    assert got["prediction_std/P"] == pytest.approx(0.0, abs=1e-7) and got["macro_prediction_std"] == pytest.approx(0.0, abs=1e-7)
+    assert got["accuracy"] == got["accuracy/P"] == 0.5
+    # A useful model: balanced accuracy 1, predictions spread over 0.1..0.9 (std of {0.9, 0.1, 0.8, 0.2} = 0.3535...).
+    useful = [([1], [0.9]), ([0], [0.1]), ([1], [0.8]), ([0], [0.2])]
+    got = _classification("binary", useful, ["P"])
+    assert got["macro_balanced_accuracy"] == 1.0 and got["accuracy"] == 1.0
+    assert got["macro_prediction_std"] == pytest.approx(np.std([0.9, 0.1, 0.8, 0.2]))
+
+
+def test_within_source_auc_compares_pairs_of_one_source_only():
+    stats = M.ClassificationStats(1, "binary")
+    # Source "covid" is all positive and scored high, "kermany" has both classes but ranks them badly:
+    # pooled, the model looks good (it tells the sources apart); within sources it is at chance or worse.
+    for label, prediction, source in [
+        (1, 0.95, "covid"),
+        (1, 0.9, "covid"),
+        (1, 0.3, "kermany"),
+        (0, 0.4, "kermany"),
+        (0, 0.2, "kermany"),
+    ]:
+        stats.add([label], [prediction], 1.0, source=source)
+    got = stats.results(["P"])
+    # Pooled: positives {0.95, 0.9, 0.3} vs negatives {0.4, 0.2}: 5 of 6 pairs ordered.
+    assert got["auc/P"] == pytest.approx(5 / 6)
+    # Within kermany only: 0.3 vs {0.4, 0.2}: 1 of 2.
+    assert got["within_source_auc/P"] == pytest.approx(0.5) and got["macro_within_source_auc"] == pytest.approx(0.5)
+    # Merged partial statistics (as Beam combines them) give the same.
+    a, b = M.ClassificationStats(1, "binary"), M.ClassificationStats(1, "binary")
+    a.add([1], [0.3], 1.0, source="kermany")
+    b.add([0], [0.4], 1.0, source="kermany")
+    b.add([0], [0.2], 1.0, source="kermany")
+    b.add([1], [0.9], 1.0, source="covid")
+    assert a.merge(b).results(["P"])["within_source_auc/P"] == pytest.approx(0.5)
+    # No source with both classes: undefined.
+    alone = M.ClassificationStats(1, "binary")
+    alone.add([1], [0.9], 1.0, source="covid")
+    alone.add([0], [0.1], 1.0, source="kermany")
+    assert math.isnan(alone.results(["P"])["macro_within_source_auc"])
+
+
 def test_binary_metrics_weigh_examples():
     got = _classification("binary", [([1], [0.8], 2.0), ([0], [0.3], 1.0), ([0], [0.9], 0.0)], ["Tuberculosis"])
     assert (got["tp/Tuberculosis"], got["tn/Tuberculosis"], got["fp/Tuberculosis"]) == (2.0, 1.0, 0.0)
@@ -403,6 +449,35 @@ def test_tfma_classification_metrics_overall_and_per_slice(classification_runs):
     assert metrics[(("sex", "F"),)]["example_count"] == 3
     slices = [(), (("source", "a"),), (("source", "b"),), (("view", "PA"),), (("view", "AP"),), (("sex", "M"),), (("sex", "F"),)]
     assert set(metrics) == set(slices)
+
+
+def test_tfma_within_source_auc_reads_the_source_of_each_example(classification_runs):
+    overall = _slice_metrics(classification_runs["first_model"])[()]
+    # Pneumonia: only source a has both classes: {0.9, 0.4} vs {0.6} -> 1 of 2 pairs.
+    assert overall["within_source_auc/Pneumonia"] == pytest.approx(0.5)
+    # Tuberculosis: a {0.7} vs {0.2} -> 1 of 1; b {0.4} vs {0.3, 0.6} -> 1 of 2; together 2 of 3.
+    assert overall["within_source_auc/Tuberculosis"] == pytest.approx(2 / 3)
+    assert overall["macro_within_source_auc"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_tfma_refuses_a_constant_model_whose_auc_clears_the_floor(tmp_path):
+    # Nearly constant answers (0.60..0.64) that happen to rank the classes: AUC 0.75 clears a 0.6 floor.
+    rows = [
+        ("a", "PA", "M", [1, -1], [0.64, 0.5], [0.64, 0.5]),
+        ("a", "PA", "F", [0, -1], [0.62, 0.5], [0.62, 0.5]),
+        ("a", "PA", "M", [1, -1], [0.61, 0.5], [0.61, 0.5]),
+        ("a", "PA", "F", [0, -1], [0.60, 0.5], [0.60, 0.5]),
+    ]
+    data = _frame(rows, [F.SOURCE, F.VIEW, F.SEX, F.LABELS_XF, classification.PREDICTION_KEY, BASELINE_PREDICTIONS])
+    floors = {"macro_balanced_accuracy": 0.6, "macro_prediction_std": 0.05}
+    config = configs.classification_eval_config(0.6, 0.01, task={"kind": "multilabel", "labels": CLASSES}, floors=floors)
+    _evaluate(config, data, str(tmp_path), has_baseline=False)
+    assert results.overall_metrics(str(tmp_path))["macro_auc"] == pytest.approx(0.75)
+    assert not tfma.load_validation_result(str(tmp_path)).validation_ok
+    failures = sorted(results.validation_failures(str(tmp_path)))
+    assert len(failures) == 2
+    assert failures[0].startswith("macro_balanced_accuracy = 0.5 on the overall slice is below the floor 0.6")
+    assert failures[1].startswith("macro_prediction_std = 0.01") and "below the floor 0.05" in failures[1]
 
 
 def test_tfma_writes_roc_plots_per_class_and_slice(classification_runs):
