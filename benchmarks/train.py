@@ -65,6 +65,7 @@ def phantom_instances(count: int) -> list[dict[str, Any]]:
                 F.LABELS: labels,
                 F.LABEL_KNOWN: known,
                 F.SOURCE: [b"phantom"],
+                F.PATIENT_ID: [f"p{seed}".encode()],
             }
         )
     return instances
@@ -170,21 +171,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             global_batch = hp.batch_size * strategy.num_replicas_in_sync
             # The Trainers' own dataset and model code: read, decode, augment, standardise, batch, prefetch.
             if name == "segmentation":
-                train, _ = segmentation.make_datasets(fn_args, tf_transform_output, hp, global_batch)
+                train, _, _ = segmentation.make_datasets(fn_args, tf_transform_output, hp, global_batch, work_dir)
                 with strategy.scope():
                     model = segmentation.build_model(hp)
             else:
                 task = task_from_config(hp.task)
-                train, _ = classification.make_datasets(fn_args, tf_transform_output, hp, task, global_batch)
+                train, _, _ = classification.make_datasets(fn_args, tf_transform_output, hp, task, global_batch, work_dir)
                 with strategy.scope():
                     model = classification.build_model(hp, task, None)
             pipeline = input_throughput(train, global_batch, args.input_batches, args.warmup)
             # The same pipeline without augmentation shows what augmenting costs.
             plain_hp = dataclasses.replace(hp, augment=False)
             if name == "segmentation":
-                plain, _ = segmentation.make_datasets(fn_args, tf_transform_output, plain_hp, global_batch)
+                plain, _, _ = segmentation.make_datasets(fn_args, tf_transform_output, plain_hp, global_batch, work_dir)
             else:
-                plain, _ = classification.make_datasets(fn_args, tf_transform_output, plain_hp, task, global_batch)
+                plain, _, _ = classification.make_datasets(fn_args, tf_transform_output, plain_hp, task, global_batch, work_dir)
             unaugmented = input_throughput(plain, global_batch, args.input_batches, args.warmup)
             training = training_throughput(model, train, global_batch, args.train_steps, args.warmup)
             rows.append((name, hp, model, pipeline, unaugmented, training))

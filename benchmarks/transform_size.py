@@ -53,6 +53,7 @@ def raw_instance(image: bytes, mask: bytes, source: str) -> dict[str, Any]:
         F.LABELS: labels,
         F.LABEL_KNOWN: known,
         F.SOURCE: [source.encode()],
+        F.PATIENT_ID: [b"p1"],
     }
 
 

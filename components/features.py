@@ -55,6 +55,10 @@ MASK_XF = "mask_xf"  # PNG uint8 label map at the segmentation size (nearest nei
 HAS_MASK_XF = "has_mask_xf"  # float 1/0
 LABELS_XF = "labels_xf"  # float vector; -1 where the label is unknown, so losses/metrics can mask it
 SOURCE_XF = "source_xf"
+PATIENT_XF = "patient_xf"  # the salted patient hash, so the Trainer can hold out whole patients for validation
+
+# What a Trainer writes beside its TensorBoard logs (model_run/): examples, epochs and steps run, wall time.
+TRAINING_SUMMARY_FILE = "training_summary.json"
 
 # Serving-signature names shared by the trainers, the evaluator config and tests.
 SERVING_IMAGE_SIGNATURE = "serving_default"  # raw encoded image bytes (PNG/JPEG) -> predictions

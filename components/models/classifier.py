@@ -27,39 +27,53 @@ def _check_head_args(num_outputs: int, activation: str, dropout: float) -> None:
 def build_small_cnn(
     size: int,
     num_outputs: int,
-    filters: int = 32,
-    dense: int = 64,
+    filters: int = 16,
+    blocks: int = 4,
     dropout: float = 0.2,
     activation: str = "sigmoid",
+    batch_norm: bool = True,
 ) -> keras.Model:
-    """Builds the small CNN: 2x (conv, conv, max-pool), global pooling, dense, dropout, output layer.
+    """Builds the small CNN: a strided stem, `blocks` x (2 x conv-BN-ReLU, max-pool), global pooling, dropout, dense.
+
+    The stem halves the image and each block halves it again, so the last block sees structures of about
+    size / 2 ** blocks pixels and more (a lung zone, not a rib edge) before global pooling.
 
     Args:
-      size: input height and width, >= 8.
+      size: input height and width, a multiple of 2 ** (blocks + 1).
       num_outputs: number of outputs (labels for sigmoid, classes for softmax).
-      filters: filters of the first block; the second has twice as many.
-      dense: units of the hidden dense layer.
+      filters: filters of the stem; block k has filters * 2 ** (k + 1).
+      blocks: number of conv blocks, >= 1.
       dropout: dropout rate before the output layer, in [0, 1).
       activation: "sigmoid" (independent labels) or "softmax" (one class).
+      batch_norm: BatchNorm after every conv (False: biases instead, e.g. to compare distribution strategies
+        exactly, since BatchNorm normalises per replica).
 
     Returns:
       A model mapping (B, size, size, 1) float32 standardised images to (B, num_outputs) float32
       probabilities in [0, 1] (rows sum to 1 with softmax).
 
     Raises:
-      ValueError: invalid size, num_outputs, activation or dropout.
+      ValueError: invalid size, filters, blocks, num_outputs, activation or dropout.
     """
-    if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
+    if blocks < 1 or filters < 1:
+        raise ValueError(f"blocks and filters must be >= 1, got {blocks} and {filters}")
+    if size < 2 ** (blocks + 1) or size % 2 ** (blocks + 1):
+        raise ValueError(f"size must be a multiple of {2 ** (blocks + 1)} for {blocks} blocks, got {size}")
     _check_head_args(num_outputs, activation, dropout)
+
+    def conv(x, f: int, name: str, strides: int = 1):
+        x = keras.layers.Conv2D(f, 3, strides=strides, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
     inputs = keras.Input((size, size, 1), name="image")
-    x = inputs
-    for block, f in enumerate((filters, filters * 2)):
+    x = conv(inputs, filters, "stem", strides=2)
+    for block in range(blocks):
         for i in range(2):
-            x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{block}_conv{i}")(x)
+            x = conv(x, filters * 2 ** (block + 1), f"block{block}_{i}")
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_outputs, activation=activation, dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="small_cnn")
@@ -76,15 +90,15 @@ BACKBONES: dict[str, Callable[[tuple[int, int, int], float], keras.Model]] = {
 
 
 def _build_small_cnn_classifier(
-    size: int, num_outputs: int, activation: str, alpha: float, weights: str | None, dropout: float
+    size: int, num_outputs: int, activation: str, alpha: float, weights: str | None, dropout: float, filters: int, blocks: int
 ) -> keras.Model:
     if weights is not None:
         raise ValueError("small_cnn has no pretrained weights; pass weights=None")
-    return build_small_cnn(size, num_outputs, dropout=dropout, activation=activation)
+    return build_small_cnn(size, num_outputs, filters=filters, blocks=blocks, dropout=dropout, activation=activation)
 
 
 def _build_backbone_classifier(
-    arch: str, size: int, num_outputs: int, activation: str, alpha: float, weights: str | None, dropout: float
+    arch: str, size: int, num_outputs: int, activation: str, alpha: float, weights: str | None, dropout: float, *_: int
 ) -> keras.Model:
     if size < MIN_BACKBONE_SIZE:
         raise ValueError(f"{arch} needs size >= {MIN_BACKBONE_SIZE}, got {size}")
@@ -111,7 +125,7 @@ def _build_backbone_classifier(
     return keras.Model(inputs, outputs, name=arch)
 
 
-# name -> builder(size, num_outputs, activation, alpha, weights, dropout); see build_classifier.
+# name -> builder(size, num_outputs, activation, alpha, weights, dropout, filters, blocks); see build_classifier.
 CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
     "small_cnn": _build_small_cnn_classifier,
     **{arch: functools.partial(_build_backbone_classifier, arch) for arch in BACKBONES},
@@ -126,6 +140,8 @@ def build_classifier(
     alpha: float = 0.35,
     weights: str | None = None,
     dropout: float = 0.2,
+    filters: int = 16,
+    blocks: int = 4,
 ) -> keras.Model:
     """Builds the classifier named `arch`.
 
@@ -134,7 +150,7 @@ def build_classifier(
 
     Args:
       arch: a key of CLASSIFIERS: "small_cnn", "mobilenet_v2", "densenet121" or "resnet50".
-      size: input height and width; >= 8 for small_cnn, >= 32 for the others.
+      size: input height and width; small_cnn: a multiple of 2 ** (blocks + 1); the others: >= 32.
       num_outputs: number of outputs (labels for sigmoid, classes for softmax).
       activation: "sigmoid" (multi-label or binary) or "softmax" (multi-class).
       alpha: width multiplier, mobilenet_v2 only; one of MOBILENET_V2_ALPHAS. Ignored by the other archs.
@@ -142,6 +158,7 @@ def build_classifier(
         of the same backbone (as saved by `save_weights` of keras.applications.<Arch>(include_top=False,
         input_shape=(S, S, 3))). Never downloaded. Not supported by small_cnn.
       dropout: dropout rate before the output layer, in [0, 1).
+      filters, blocks: small_cnn only: stem filters and number of conv blocks (see build_small_cnn).
 
     Returns:
       A model mapping (B, size, size, 1) float32 standardised images to (B, num_outputs) float32
@@ -153,4 +170,4 @@ def build_classifier(
     if arch not in CLASSIFIERS:
         raise ValueError(f"unknown classifier arch {arch!r}; known: {sorted(CLASSIFIERS)}")
     _check_head_args(num_outputs, activation, dropout)
-    return CLASSIFIERS[arch](size, num_outputs, activation, alpha, weights, dropout)
+    return CLASSIFIERS[arch](size, num_outputs, activation, alpha, weights, dropout, filters, blocks)

@@ -97,6 +97,30 @@ class MaskedAUC(keras.metrics.AUC):
         return super().update_state(tf.maximum(y_true, 0.0), y_pred, weight)
 
 
+class MaskedMacroAUC(keras.metrics.AUC):
+    """ROC AUC per output over its known labels, averaged over the outputs: what the Evaluator blesses on.
+
+    y_true (B, C) with -1 for unknown; y_pred (B, C) probabilities. An output without both known classes in
+    what was seen counts 0, so compare values of one dataset only (as early stopping does).
+    """
+
+    def __init__(self, num_labels: int, name: str = "macro_auc", num_thresholds: int = 200, **kwargs):
+        kwargs.pop("multi_label", None)
+        super().__init__(name=name, num_thresholds=num_thresholds, multi_label=True, num_labels=num_labels, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = tf.cast(y_true, tf.float32)
+        weight = tf.cast(y_true >= 0.0, tf.float32)
+        if sample_weight is not None:
+            weight *= tf.reshape(tf.cast(sample_weight, tf.float32), [-1, 1])
+        return super().update_state(tf.maximum(y_true, 0.0), y_pred, weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("multi_label", None)
+        return config
+
+
 class MaskedBinaryAccuracy(keras.metrics.Metric):
     """Accuracy at a threshold over the known labels only (y_true >= 0)."""
 

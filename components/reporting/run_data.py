@@ -265,6 +265,7 @@ def training(store: metadata_store.MetadataStore, run: Run, task: str) -> dict[s
         "train_steps": (mlmd.json_value(execution, "train_args", {}) or {}).get("num_steps"),
         "eval_steps": (mlmd.json_value(execution, "eval_args", {}) or {}).get("num_steps"),
         "curves": training_curves(model_run.uri) if model_run is not None else {},
+        "summary": read_json(posixpath.join(model_run.uri, F.TRAINING_SUMMARY_FILE)) if model_run is not None else None,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ import tf_keras as keras
 from components import features as F
 from components.models.classifier import build_classifier
 from components.models.losses import make_masked_bce_loss, make_masked_categorical_ce
-from components.models.metrics import MaskedAUC, MaskedBinaryAccuracy
+from components.models.metrics import MaskedAUC, MaskedBinaryAccuracy, MaskedMacroAUC
 from components.trainer import augment, common
 from components.trainer.hparams import CLASSIFICATION_ARCHS
 from components.trainer.tasks import ClassificationTask, balanced_weights, task_from_config
@@ -29,11 +30,18 @@ def _known(target: tf.Tensor) -> tf.Tensor:
 
 
 def make_datasets(
-    fn_args: Any, tf_transform_output: tft.TFTransformOutput, hp: common.HParams, task: ClassificationTask, global_batch: int
-):
-    """(train, eval) datasets of (standardised image, target) batches; only the training one is augmented.
+    fn_args: Any,
+    tf_transform_output: tft.TFTransformOutput,
+    hp: common.HParams,
+    task: ClassificationTask,
+    global_batch: int,
+    cache_dir: str,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None, tuple[int, int]]:
+    """(train, validation or None, (training count, validation count)): batches of (standardised image, target).
 
-    Examples for which the task's target is wholly unknown are left out (they would teach nothing).
+    Both come from the training split (validation = hp.validation_fraction of its patients); only training
+    batches are augmented. Examples for which the task's target is wholly unknown are left out (they would
+    teach nothing).
     """
     size = hp.cls_size
     config = augment.AugmentConfig()
@@ -46,13 +54,15 @@ def make_datasets(
         return common.standardize(image[None], stats)[0], task.targets(f[F.LABELS_XF][None])[0]
 
     keep = lambda f: _known(task.targets(f[F.LABELS_XF][None])[0])  # noqa: E731
-    train = common.read_transformed(fn_args.train_files, tf_transform_output, keep=keep, shuffle_seed=hp.seed)
+    train, n_train, validation, n_validation = common.train_and_validation(
+        fn_args.train_files, tf_transform_output, keep, hp, cache_dir
+    )
+    logger.info("classification: %d training examples, %d held out for validation", n_train, n_validation)
     train = common.example_seeds(train, hp.seed) if hp.augment else train
     train = common.batched(train, example, global_batch)
-    evaluation = common.batched(
-        common.read_transformed(fn_args.eval_files, tf_transform_output, keep=keep), example, global_batch
-    )
-    return train, evaluation
+    if validation is not None:
+        validation = common.batched(validation, example, global_batch)
+    return train, validation, (n_train, n_validation)
 
 
 def training_targets(
@@ -66,7 +76,9 @@ def training_targets(
     return np.concatenate(rows) if rows else np.zeros((0, len(task.classes)), np.float32)
 
 
-def build_model(hp: common.HParams, task: ClassificationTask, class_weights: list[float] | None) -> keras.Model:
+def build_model(
+    hp: common.HParams, task: ClassificationTask, class_weights: list[float] | None, total_steps: int = 1
+) -> keras.Model:
     """The compiled classifier (call inside the distribution strategy's scope)."""
     model = build_classifier(
         hp.arch_for(CLASSIFICATION_ARCHS),
@@ -76,9 +88,12 @@ def build_model(hp: common.HParams, task: ClassificationTask, class_weights: lis
         alpha=hp.alpha,
         weights=hp.weights or None,
         dropout=hp.dropout,
+        filters=hp.base_filters,
+        blocks=hp.depth,
     )
     loss = make_masked_categorical_ce(class_weights) if task.kind == "multiclass" else make_masked_bce_loss(class_weights)
-    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss=loss, metrics=[MaskedAUC(), MaskedBinaryAccuracy()])
+    metrics = [MaskedMacroAUC(len(task.classes)), MaskedAUC(), MaskedBinaryAccuracy()]
+    model.compile(optimizer=keras.optimizers.Adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=metrics)
     # Under MultiWorkerMirroredStrategy tf_keras would otherwise add up the already synchronised loss and
     # metrics of every worker (logged Dice above 1, early stopping on inflated numbers).
     model.distribute_reduction_method = "first"
@@ -104,18 +119,12 @@ def run_fn(fn_args: Any) -> None:
         logger.info("class weights: %s", dict(zip(task.classes, class_weights, strict=True)))
     strategy = common.distribution_strategy()
     global_batch = hp.batch_size * strategy.num_replicas_in_sync
-    train, evaluation = make_datasets(fn_args, tf_transform_output, hp, task, global_batch)
-    with strategy.scope():
-        model = build_model(hp, task, class_weights)
-    model.fit(
-        train,
-        epochs=hp.epochs,
-        steps_per_epoch=max(1, fn_args.train_steps // hp.epochs),
-        validation_data=evaluation,
-        validation_steps=max(1, fn_args.eval_steps),
-        callbacks=common.callbacks(fn_args, hp, monitor="val_masked_auc", mode="max"),
-        verbose=2,
-    )
+    with tempfile.TemporaryDirectory(prefix="cxr-classification-") as cache_dir:
+        train, validation, counts = make_datasets(fn_args, tf_transform_output, hp, task, global_batch, cache_dir)
+        with strategy.scope():
+            model = build_model(hp, task, class_weights, total_steps=fn_args.train_steps)
+        # Early stopping watches the metric that blesses (macro AUC), on held-out training patients.
+        common.fit(model, fn_args, hp, train, validation, counts, global_batch, monitor="macro_auc")
 
     def eval_features(xf: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return {F.LABELS_XF: task.targets(xf[F.LABELS_XF]), F.SOURCE_XF: xf[F.SOURCE_XF]}

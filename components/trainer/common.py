@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -55,18 +58,37 @@ def standardize(image01: tf.Tensor, features: dict[str, tf.Tensor]) -> tf.Tensor
     return (image01 - mean) / std
 
 
+# Training examples are shuffled over the whole (filtered) training set up to this many examples: ingestion
+# writes records grouped by source and class, and a small buffer feeds the model long runs of one class (a
+# 256-example buffer over Kermany's class-ordered records taught a constant classifier).
+SHUFFLE_BUFFER_MAX = 8192
+VALIDATION_BUCKETS = 1000  # the validation share of patients is decided in steps of 1/VALIDATION_BUCKETS
+
+
 def read_transformed(
     file_patterns: list[str],
     tf_transform_output: tft.TFTransformOutput,
     keep: Callable[[dict[str, tf.Tensor]], tf.Tensor] | None = None,
     shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    """Reads transformed TFRecords into an endless dataset of per-example feature dicts.
+    cache_dir: str | None = None,
+) -> tuple[tf.data.Dataset, int]:
+    """Reads transformed TFRecords into an endless dataset of per-example feature dicts, and counts them.
+
+    The examples that pass `keep` are read and parsed once: they are cached (in `cache_dir`, else in memory)
+    while being counted, so every later pass costs the same however many examples the filter dropped.
 
     Args:
       file_patterns: gzipped TFRecord globs (the Trainer's fn_args.train_files / eval_files).
       keep: optional per-example predicate (e.g. "has a mask").
-      shuffle_seed: shuffle with this seed (training); None keeps file order (evaluation).
+      shuffle_seed: shuffle with this seed, over min(count, SHUFFLE_BUFFER_MAX) examples and anew every pass
+        (training); None keeps file order (evaluation).
+      cache_dir: a local directory for the cache file (one per call); None caches in memory.
+
+    Returns:
+      (dataset, number of examples that passed the filter).
+
+    Raises:
+      ValueError: no file matches, or no example passes the filter (repeating nothing would hang training).
     """
     files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p))
     if not files:
@@ -76,11 +98,65 @@ def read_transformed(
     ds = ds.map(lambda s: tf.io.parse_single_example(s, spec), num_parallel_calls=tf.data.AUTOTUNE)
     if keep is not None:
         ds = ds.filter(keep)
-    # Repeating a dataset in which nothing passes the filter would hang training; fail clearly instead.
-    if not list(ds.take(1)):
+    ds = ds.cache(os.path.join(tempfile.mkdtemp(prefix="examples-", dir=cache_dir), "cache") if cache_dir else "")
+    count = int(ds.reduce(np.int64(0), lambda n, _: n + 1))  # one full pass: fills the cache
+    if count == 0:
         raise ValueError(f"no usable examples in {file_patterns} (after filtering)")
-    ds = ds.repeat()
-    return ds if shuffle_seed is None else ds.shuffle(256, seed=shuffle_seed)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(min(count, SHUFFLE_BUFFER_MAX), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.repeat(), count
+
+
+def in_validation(features: dict[str, tf.Tensor], fraction: float) -> tf.Tensor:
+    """Whether an example's patient is in the validation share of the training split (a stable patient hash).
+
+    Early stopping watches these held-out training patients, never the eval split: the eval split is what
+    the Evaluator reports and blesses on, so nothing may be selected on it.
+    """
+    bucket = tf.strings.to_hash_bucket_fast(features[F.PATIENT_XF], VALIDATION_BUCKETS)
+    return bucket < int(round(fraction * VALIDATION_BUCKETS))
+
+
+def train_and_validation(
+    file_patterns: list[str],
+    tf_transform_output: tft.TFTransformOutput,
+    keep: Callable[[dict[str, tf.Tensor]], tf.Tensor],
+    hp: HParams,
+    cache_dir: str,
+) -> tuple[tf.data.Dataset, int, tf.data.Dataset | None, int]:
+    """(train, count, validation, count) from the training split, whole patients apart.
+
+    The validation share is hp.validation_fraction of the patients; with fewer than hp.min_validation_examples
+    in it (tiny runs), there is no validation: every example trains and the final weights are kept.
+    """
+    fraction = hp.validation_fraction
+    if fraction > 0:
+        held_out = lambda f: tf.logical_and(keep(f), in_validation(f, fraction))  # noqa: E731
+        try:
+            validation, n_validation = read_transformed(file_patterns, tf_transform_output, keep=held_out, cache_dir=cache_dir)
+        except ValueError:
+            validation, n_validation = None, 0
+        if n_validation >= hp.min_validation_examples:
+            train_keep = lambda f: tf.logical_and(keep(f), tf.logical_not(in_validation(f, fraction)))  # noqa: E731
+            train, n_train = read_transformed(
+                file_patterns, tf_transform_output, keep=train_keep, shuffle_seed=hp.seed, cache_dir=cache_dir
+            )
+            return train, n_train, validation, n_validation
+        logger.info(
+            "validation: %d held-out examples < %d: training on all, no early stopping", n_validation, hp.min_validation_examples
+        )
+    train, n_train = read_transformed(file_patterns, tf_transform_output, keep=keep, shuffle_seed=hp.seed, cache_dir=cache_dir)
+    return train, n_train, None, 0
+
+
+def learning_rate(hp: HParams, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """hp.learning_rate, constant or decayed to 0 along a cosine over the run's steps (after a short warm-up)."""
+    if hp.lr_schedule == "constant":
+        return hp.learning_rate
+    warmup = max(1, min(total_steps // 20, 500))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, total_steps - warmup), alpha=0.0, warmup_target=hp.learning_rate, warmup_steps=warmup
+    )
 
 
 def batched(ds: tf.data.Dataset, to_example: Callable[..., Any], batch_size: int) -> tf.data.Dataset:
@@ -104,14 +180,77 @@ def example_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.zip((ds, seeds))
 
 
-def callbacks(fn_args: Any, hparams: HParams, monitor: str, mode: str) -> list[keras.callbacks.Callback]:
-    return [
+def callbacks(fn_args: Any, hparams: HParams, monitor: str | None, mode: str) -> list[keras.callbacks.Callback]:
+    """TensorBoard and checkpoints; with a monitor (a validation metric), early stopping that keeps the best weights."""
+    out: list[keras.callbacks.Callback] = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=hparams.early_stopping_patience, restore_best_weights=True
-        ),
         keras.callbacks.ModelCheckpoint(os.path.join(fn_args.model_run_dir, "checkpoints", "ckpt"), save_weights_only=True),
     ]
+    if monitor:
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=hparams.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    return out
+
+
+def fit(
+    model: keras.Model,
+    fn_args: Any,
+    hp: HParams,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset | None,
+    counts: tuple[int, int],
+    global_batch: int,
+    monitor: str,
+) -> dict[str, Any]:
+    """Trains for fn_args.train_steps in hp.epochs epochs; validates on the whole validation set each epoch.
+
+    With a validation set, early stopping on `monitor` (higher is better) restores the best epoch's weights.
+    Writes and returns a summary (F.TRAINING_SUMMARY_FILE in the model_run directory): examples, epochs and
+    steps actually run, the best epoch, wall time and training images per second.
+
+    Args:
+      counts: (training examples, validation examples).
+    """
+    n_train, n_validation = counts
+    steps_per_epoch = max(1, fn_args.train_steps // hp.epochs)
+    kwargs: dict[str, Any] = {}
+    if validation is not None:
+        kwargs = {"validation_data": validation, "validation_steps": max(1, -(-n_validation // global_batch))}
+    start = time.monotonic()
+    history = model.fit(
+        train,
+        epochs=hp.epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks(fn_args, hp, f"val_{monitor}" if validation is not None else None, "max"),
+        verbose=2,
+        **kwargs,
+    )
+    wall_s = time.monotonic() - start
+    epochs_run = len(history.epoch)
+    watched = history.history.get(f"val_{monitor}", [])
+    best = int(np.argmax(watched)) if watched else epochs_run - 1
+    summary = {
+        "training_examples": n_train,
+        "validation_examples": n_validation,
+        "global_batch": global_batch,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_planned": hp.epochs,
+        "epochs_run": epochs_run,
+        "steps_run": epochs_run * steps_per_epoch,
+        "best_epoch": best + 1,
+        "monitor": f"val_{monitor}" if watched else None,
+        "best_value": float(watched[best]) if watched else None,
+        "wall_s": round(wall_s, 1),
+        "images_per_s": round(epochs_run * steps_per_epoch * global_batch / wall_s, 1) if wall_s > 0 else None,
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, F.TRAINING_SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+    logger.info("training summary: %s", summary)
+    return summary
 
 
 def export(

@@ -8,6 +8,7 @@ from typing import Any
 SEGMENTATION_ARCHS = ("unet", "resunet")
 CLASSIFICATION_ARCHS = ("small_cnn", "mobilenet_v2", "densenet121", "resnet50")
 CLASS_BALANCE = ("balanced", "none")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,11 @@ class HParams:
       weights: a local file of the backbone's no-top weights ("" trains from scratch; nothing is downloaded).
       class_balance: "balanced" weights classes by their training frequency; "none" does not.
       augment: joint geometric + intensity augmentation of the training split.
+      lr_schedule: "cosine" (a short linear warm-up, then cosine decay to 0 over the run's steps) or "constant".
+      validation_fraction: share of the training split's patients held out to watch training (early stopping,
+        best weights); the eval split is never used for that.
+      min_validation_examples: fewer held-out examples than this (tiny runs) and nothing is held out: the
+        model trains on all and keeps its final weights.
       task: classification task (components.trainer.tasks.ClassificationTask.to_config()); {} is multi-label
         over every canonical label.
     """
@@ -42,6 +48,9 @@ class HParams:
     dropout: float = 0.2
     class_balance: str = "balanced"
     augment: bool = True
+    lr_schedule: str = "cosine"
+    validation_fraction: float = 0.1
+    min_validation_examples: int = 32
     task: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +62,10 @@ class HParams:
             raise ValueError(f"mask_classes must be 1 (lung) or 3 (background, right, left lung), got {self.mask_classes}")
         if self.class_balance not in CLASS_BALANCE:
             raise ValueError(f"class_balance must be one of {CLASS_BALANCE}, got {self.class_balance!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.validation_fraction < 0.5:
+            raise ValueError(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
         for name in ("batch_size", "epochs", "base_filters", "depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

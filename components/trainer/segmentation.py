@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from typing import Any
 
 import tensorflow as tf
@@ -32,10 +33,14 @@ def _binary_mask(encoded: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(_label_map(encoded, size) > 0.0, tf.float32)
 
 
-def make_datasets(fn_args: Any, tf_transform_output: tft.TFTransformOutput, hp: common.HParams, global_batch: int):
-    """(train, eval) datasets of (standardised image, target) batches; only the training one is augmented.
+def make_datasets(
+    fn_args: Any, tf_transform_output: tft.TFTransformOutput, hp: common.HParams, global_batch: int, cache_dir: str
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None, tuple[int, int]]:
+    """(train, validation or None, (training count, validation count)): batches of (standardised image, target).
 
-    The target is the lung mask (B, S, S, 1) in {0, 1} for one output class, the label map {0, 1, 2} for three.
+    Both come from the training split's images with a mask (validation = hp.validation_fraction of its
+    patients); only training batches are augmented. The target is the lung mask (B, S, S, 1) in {0, 1} for
+    one output class, the label map {0, 1, 2} for three.
     """
     size = hp.seg_size
     config = augment.AugmentConfig()
@@ -49,22 +54,26 @@ def make_datasets(fn_args: Any, tf_transform_output: tft.TFTransformOutput, hp: 
         return common.standardize(image[None], stats)[0], target
 
     has_mask = lambda f: f[F.HAS_MASK_XF] > 0  # noqa: E731 - images without masks teach nothing here
-    train = common.read_transformed(fn_args.train_files, tf_transform_output, keep=has_mask, shuffle_seed=hp.seed)
+    train, n_train, validation, n_validation = common.train_and_validation(
+        fn_args.train_files, tf_transform_output, has_mask, hp, cache_dir
+    )
+    logger.info("segmentation: %d training images with a mask, %d held out for validation", n_train, n_validation)
     train = common.example_seeds(train, hp.seed) if hp.augment else train
     train = common.batched(train, example, global_batch)
-    evaluation = common.batched(
-        common.read_transformed(fn_args.eval_files, tf_transform_output, keep=has_mask), example, global_batch
-    )
-    return train, evaluation
+    if validation is not None:
+        validation = common.batched(validation, example, global_batch)
+    return train, validation, (n_train, n_validation)
 
 
-def build_model(hp: common.HParams) -> keras.Model:
+def build_model(hp: common.HParams, total_steps: int = 1) -> keras.Model:
     """The compiled model of these hyperparameters (call inside the distribution strategy's scope)."""
     model = build_segmentation_model(
         hp.arch_for(SEGMENTATION_ARCHS), hp.seg_size, hp.base_filters, hp.depth, num_classes=hp.mask_classes
     )
     loss = dice_ce_loss if hp.mask_classes == 3 else dice_bce_loss
-    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss=loss, metrics=[DiceCoefficient(), IoU()])
+    model.compile(
+        optimizer=keras.optimizers.Adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=[DiceCoefficient(), IoU()]
+    )
     # Under MultiWorkerMirroredStrategy tf_keras would otherwise add up the already synchronised loss and
     # metrics of every worker (logged Dice above 1, early stopping on inflated numbers).
     model.distribute_reduction_method = "first"
@@ -87,19 +96,12 @@ def run_fn(fn_args: Any) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = common.distribution_strategy()
     global_batch = hp.batch_size * strategy.num_replicas_in_sync
-    train, evaluation = make_datasets(fn_args, tf_transform_output, hp, global_batch)
-    with strategy.scope():
-        model = build_model(hp)
-    steps_per_epoch = max(1, fn_args.train_steps // hp.epochs)
-    model.fit(
-        train,
-        epochs=hp.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=evaluation,
-        validation_steps=max(1, fn_args.eval_steps),
-        callbacks=common.callbacks(fn_args, hp, monitor="val_dice", mode="max"),
-        verbose=2,
-    )
+    with tempfile.TemporaryDirectory(prefix="cxr-segmentation-") as cache_dir:
+        train, validation, counts = make_datasets(fn_args, tf_transform_output, hp, global_batch, cache_dir)
+        with strategy.scope():
+            model = build_model(hp, total_steps=fn_args.train_steps)
+        # Early stopping watches the metric that blesses (mean Dice), on held-out training patients.
+        common.fit(model, fn_args, hp, train, validation, counts, global_batch, monitor="dice")
     size = hp.seg_size
 
     def eval_features(xf: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

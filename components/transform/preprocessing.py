@@ -20,6 +20,7 @@ RAW_INPUT_SPEC = {
     F.LABELS: tf.io.FixedLenFeature([F.NUM_LABELS], tf.float32),
     F.LABEL_KNOWN: tf.io.FixedLenFeature([F.NUM_LABELS], tf.int64),
     F.SOURCE: tf.io.FixedLenFeature([1], tf.string),
+    F.PATIENT_ID: tf.io.FixedLenFeature([1], tf.string),
 }
 
 
@@ -101,7 +102,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
 
     Args:
       inputs: raw features as parsed with schemas/schema.pbtxt: image/mask (B, 1) string, has_mask (B, 1)
-        int64, labels (B, NUM_LABELS) float32, label_known (B, NUM_LABELS) int64, source (B, 1) string.
+        int64, labels (B, NUM_LABELS) float32, label_known (B, NUM_LABELS) int64, source and patient_id (B, 1)
+        string.
         At serving time only `image` is present; outputs that need other features are pruned.
       custom_config: {"seg_size": int, "cls_size": int}, each DEFAULT_*_SIZE when missing.
 
@@ -109,7 +111,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
       seg_image_xf, cls_image_xf: (B,) uint8 PNG at the model sizes, each image stretched over its own
       value range (see decode_gray); mask_xf: (B,) uint8 PNG label map {0, 1, 2}, all zeros where there is
       none; has_mask_xf: (B,) float32; labels_xf: (B, NUM_LABELS) float32 with -1 where unknown;
-      intensity_mean_xf, intensity_std_xf: (B,) float32, the full-pass pixel statistics of the
+      patient_xf: (B,) string, the salted
+      patient hash; intensity_mean_xf, intensity_std_xf: (B,) float32, the full-pass pixel statistics of the
       classification images (in [0, 1] units, as the trainers decode them), for standardising model inputs.
 
     Raises:
@@ -139,4 +142,6 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
         outputs[F.LABELS_XF] = tf.where(inputs[F.LABEL_KNOWN] > 0, inputs[F.LABELS], -tf.ones_like(inputs[F.LABELS]))
     if F.SOURCE in inputs:
         outputs[F.SOURCE_XF] = _squeeze(inputs[F.SOURCE])
+    if F.PATIENT_ID in inputs:
+        outputs[F.PATIENT_XF] = _squeeze(inputs[F.PATIENT_ID])
     return outputs

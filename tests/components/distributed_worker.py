@@ -64,7 +64,7 @@ def train(strategy, global_batch: int) -> dict:
     x, y = _data()
     with strategy.scope():
         # No BatchNorm (its per-replica batch statistics differ from one-device ones) and no dropout (random).
-        model = build_small_cnn(SIZE, LABELS, filters=4, dense=8, dropout=0.0)
+        model = build_small_cnn(SIZE, LABELS, filters=4, blocks=2, dropout=0.0, batch_norm=False)
         initial = _initial_weights([w.shape for w in model.get_weights()])
         model.set_weights(initial)
         model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=masked_bce_loss)

@@ -126,7 +126,7 @@ def test_classifier_shapes_and_ranges(classifiers, arch):
         assert model.get_layer(BACKBONE_NAME).input_shape == (None, SIZE, SIZE, 3)
 
 
-@pytest.mark.parametrize("arch, alpha, first_filters", [("mobilenet_v2", 0.75, 24), ("small_cnn", 0.35, 32)])
+@pytest.mark.parametrize("arch, alpha, first_filters", [("mobilenet_v2", 0.75, 24), ("small_cnn", 0.35, 16)])
 def test_classifier_softmax_and_alpha(classifiers, arch, alpha, first_filters):
     model = build_classifier(arch, SIZE, 4, activation="softmax", alpha=alpha)
     out = model(_images(3), training=False).numpy()
@@ -136,7 +136,8 @@ def test_classifier_softmax_and_alpha(classifiers, arch, alpha, first_filters):
         assert model.get_layer(BACKBONE_NAME).get_layer("Conv1").filters == first_filters
         assert classifiers[arch].get_layer(BACKBONE_NAME).get_layer("Conv1").filters == 16
     else:  # alpha is ignored
-        assert model.get_layer("block0_conv0").filters == first_filters
+        assert model.get_layer("stem_conv").filters == first_filters
+        assert model.get_layer("block3_1_conv").filters == 16 * 2**4  # filters double with every block
 
 
 def test_classifier_output_float32_under_mixed_precision(mixed_precision):
@@ -147,7 +148,7 @@ def test_classifier_output_float32_under_mixed_precision(mixed_precision):
 
 def test_small_cnn_shapes_and_learning():
     keras.utils.set_random_seed(0)
-    model = build_small_cnn(16, 3, filters=4, dense=8, dropout=0.0)
+    model = build_small_cnn(16, 3, filters=4, blocks=2, dropout=0.0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 16, 16, 1)).astype(np.float32)
     y = np.stack([(x.mean((1, 2, 3)) > 0), np.ones(8, bool), np.zeros(8, bool)], -1).astype(np.float32)
@@ -199,7 +200,9 @@ def test_classifier_loads_local_no_top_weights(classifiers, tmp_path):
         ("small_cnn", SIZE, {"weights": "w.h5"}, "small_cnn has no pretrained weights"),
         ("mobilenet_v2", SIZE, {"alpha": 0.6}, "alpha must be one of \\(0.35, 0.5, 0.75, 1.0, 1.3, 1.4\\), got 0.6"),
         ("densenet121", 16, {}, "densenet121 needs size >= 32, got 16"),
-        ("small_cnn", 4, {}, "size must be >= 8"),
+        ("small_cnn", 4, {}, "size must be a multiple of 32 for 4 blocks, got 4"),
+        ("small_cnn", 48, {}, "size must be a multiple of 32 for 4 blocks, got 48"),
+        ("small_cnn", SIZE, {"blocks": 0}, "blocks and filters must be >= 1"),
         ("small_cnn", SIZE, {"activation": "relu"}, "activation must be one of \\('sigmoid', 'softmax'\\)"),
         ("small_cnn", SIZE, {"dropout": 1.0}, "dropout must be in \\[0, 1\\)"),
         ("resnet50", SIZE, {"num_outputs": 0}, "num_outputs must be >= 1"),

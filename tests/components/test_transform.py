@@ -72,6 +72,7 @@ def _raw(
     mask: bytes = b"",
     known: dict[str, bool] | None = None,
     source: str = "test",
+    patient: str = "p1",
 ) -> dict[str, Any]:
     """One raw instance as preprocessing_fn's docstring describes it."""
     labels, label_known = F.label_vector(known or {})
@@ -82,6 +83,7 @@ def _raw(
         F.LABELS: labels,
         F.LABEL_KNOWN: label_known,
         F.SOURCE: [source.encode()],
+        F.PATIENT_ID: [patient.encode()],
     }
 
 
@@ -134,17 +136,18 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
     )
     def test_masks_keep_their_labels_under_nearest_resize(self, mask, size, expected):
         image = _png(np.zeros(mask.shape))
-        input_data = [_raw(image, _png(mask), source="with"), _raw(image, source="without")]
+        input_data = [_raw(image, _png(mask), source="with", patient="p1"), _raw(image, source="without", patient="p2")]
         expected_data = [
-            {F.MASK_XF: expected, F.MASK_XF + PNG_HEADER: [8, 0], F.HAS_MASK_XF: 1.0, F.SOURCE_XF: b"with"},
+            {F.MASK_XF: expected, F.MASK_XF + PNG_HEADER: [8, 0], F.HAS_MASK_XF: 1.0, F.SOURCE_XF: b"with", F.PATIENT_XF: b"p1"},
             {
                 F.MASK_XF: np.zeros([size, size], np.int64),
                 F.MASK_XF + PNG_HEADER: [8, 0],
                 F.HAS_MASK_XF: 0.0,
                 F.SOURCE_XF: b"without",
+                F.PATIENT_XF: b"p2",
             },
         ]
-        keep = (F.MASK_XF, F.MASK_XF + PNG_HEADER, F.HAS_MASK_XF, F.SOURCE_XF)
+        keep = (F.MASK_XF, F.MASK_XF + PNG_HEADER, F.HAS_MASK_XF, F.SOURCE_XF, F.PATIENT_XF)
         self.assertAnalyzeAndTransformResults(input_data, RAW_METADATA, _decoded_fn(size, size, keep), expected_data)
 
     def test_each_image_is_stretched_over_its_own_range(self):
