@@ -100,6 +100,9 @@ class TrainConfig:
     dropout: float = _HP.dropout
     class_balance: str = _HP.class_balance
     augment: bool = _HP.augment
+    lr_schedule: str = _HP.lr_schedule
+    validation_fraction: float = _HP.validation_fraction
+    min_validation_examples: int = _HP.min_validation_examples
     # Classification only: {kind: multilabel|multiclass|binary, labels: [...], classes: {name: {label: 1|0}}}.
     task: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -132,6 +135,9 @@ class BlessingConfig:
             if not isinstance(bounds, dict) or not all(isinstance(v, int | float) for v in bounds.values()):
                 raise ValueError(f"blessing {name} must map metric names to numbers, got {bounds!r}")
 
+
+# Default extra classification floors (components/evaluation/tfma_metrics.py): what any useful model clears.
+DEGENERATE_MODEL_FLOORS = {"macro_balanced_accuracy": 0.65, "macro_prediction_std": 0.05}
 
 _PUSH_MODEL_NAMES = {"segmentation": "segmentation", "classification": "classification"}
 
@@ -247,19 +253,27 @@ class ReportConfig:
         )
 
 
+TASKS = ("segmentation", "classification")
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     pipeline_name: str = "cxr-pipeline"
     run_dir: str = "runs/demo"
     sources: list[SourceConfig] = dataclasses.field(default_factory=list)
+    # The models this pipeline trains, evaluates and pushes (e.g. only classification on a dataset without masks).
+    tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     seg_size: int = 128
     cls_size: int = 128
     segmentation: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     classification: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    seg_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.80))
-    cls_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.60))
+    seg_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.85))
+    # Never on AUC alone: a constant or one-class model scores 0.5 balanced accuracy and ~0 prediction spread.
+    cls_blessing: BlessingConfig = dataclasses.field(
+        default_factory=lambda: BlessingConfig(floor=0.75, floors=dict(DEGENERATE_MODEL_FLOORS))
+    )
     # Classification decision threshold for precision, recall, F1 and confusion counts (multiclass uses argmax).
     cls_threshold: float = 0.5
     push: PushConfig = dataclasses.field(default_factory=PushConfig)
@@ -272,6 +286,8 @@ class PipelineConfig:
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(TASKS):
+            raise ValueError(f"tasks must name one or both of {list(TASKS)}, each once, got {self.tasks}")
         for s in self.sources:
             if s.kind not in SOURCE_KINDS:
                 raise ValueError(f"source {s.name}: unknown kind {s.kind!r}; known: {sorted(SOURCE_KINDS)}")
@@ -319,14 +335,44 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, where: str = "") -> Any:
+    """Replaces ${VAR} and ${VAR:-default} in every string of a YAML value (e.g. a data root per machine).
+
+    Raises:
+      ValueError: ${VAR} without a default names a variable that is not set.
+    """
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ValueError(f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+        return default
+
+    return _ENV_REFERENCE.sub(one, value)
+
+
 def load_config(
     path: str | None = None, overrides: list[str] | tuple[str, ...] = (), base: PipelineConfig | None = None
 ) -> PipelineConfig:
-    """Defaults (or `base`), then the YAML file at `path`, then `key.sub=value` overrides, in that order."""
+    """Defaults (or `base`), then the YAML file at `path`, then `key.sub=value` overrides, in that order.
+
+    Strings in the file may use ${VAR} and ${VAR:-default} (see expand_env).
+    """
     raw: dict[str, Any] = to_dict(base) if base else {}
     if path:
         with open(path) as f:
-            merge(raw, yaml.safe_load(f) or {})
+            merge(raw, expand_env(yaml.safe_load(f) or {}))
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")

@@ -114,7 +114,7 @@ def create_pipeline(
             ),
         ),
     )
-    for task, run_fn, train, eval_config in tasks:
+    for task, run_fn, train, eval_config in (t for t in tasks if t[0] in config.tasks):
         trainer = tfx.components.Trainer(
             run_fn=run_fn,
             examples=transform.outputs["transformed_examples"],
