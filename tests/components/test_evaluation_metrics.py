@@ -338,7 +338,7 @@ def test_blessing_config_keys():
     overrides = ["seg_blessing.floor=0.3", "seg_blessing.ceilings={hd95: 12}", "cls_blessing.floors={macro_f1: 0.4}"]
     c = cfg.load_config(overrides=[*overrides, "cls_threshold=0.3"])
     assert (c.seg_blessing.floor, c.seg_blessing.tolerance, c.seg_blessing.ceilings) == (0.3, 0.01, {"hd95": 12})
-    assert (c.cls_blessing.floor, c.cls_blessing.floors, c.cls_threshold) == (0.6, {"macro_f1": 0.4}, 0.3)
+    assert (c.cls_blessing.floor, c.cls_blessing.floors, c.cls_threshold) == (0.75, {"macro_f1": 0.4}, 0.3)
     with pytest.raises(ValueError, match="blessing tolerance must be >= 0, got -1"):
         cfg.load_config(overrides=["cls_blessing.tolerance=-1"])
 

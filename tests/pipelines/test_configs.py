@@ -79,24 +79,27 @@ def _samples_slice(samples: Path, out: Path) -> Path:
     """A few images of each dataset the configs read, in the same native layouts (and the same folder names)."""
     kermany = samples / "kermany_224" / "chest_xray" / "train"
     for label in ("NORMAL", "PNEUMONIA"):
-        for image in sorted((kermany / label).iterdir())[:24]:
+        # Spread over the patients (files sort by patient), so that both splits hold both classes.
+        for image in sorted((kermany / label).iterdir())[::40][:30]:
             _copy(image, out / "kermany_224" / "chest_xray" / "train" / label / image.name)
     v7 = samples / "covid_v7labs_seg"
-    chosen = {p.name for p in sorted((v7 / "v7labs_lung_masks").iterdir())[:24]}
+    chosen = {p.name for p in sorted((v7 / "v7labs_lung_masks").iterdir())[:16]}
     rows = _slice_csv(v7 / "metadata.csv", out / "covid_v7labs_seg" / "metadata.csv", lambda r: r["filename"] in chosen)
     for r in rows:
         _copy(v7 / "images" / r["filename"], out / "covid_v7labs_seg" / "images" / r["filename"])
         _copy(v7 / "v7labs_lung_masks" / r["filename"], out / "covid_v7labs_seg" / "v7labs_lung_masks" / r["filename"])
     radiologist = samples / "covid_lung_seg"
     rows = _slice_csv(radiologist / "pairs.csv", out / "covid_lung_seg" / "pairs.csv", lambda r: r["derived_lung_mask"] != "")
-    rows = rows[:8]
+    rows = rows[:6]
     _slice_csv(radiologist / "pairs.csv", out / "covid_lung_seg" / "pairs.csv", lambda r: r in rows)
     _copy(radiologist / "metadata.csv", out / "covid_lung_seg" / "metadata.csv")
     for r in rows:
         _copy(radiologist / r["image"], out / "covid_lung_seg" / r["image"])
         _copy(radiologist / r["derived_lung_mask"], out / "covid_lung_seg" / r["derived_lung_mask"])
-    shutil.copytree(samples / "shenzhen_seg" / "images", out / "shenzhen_seg" / "images")
-    shutil.copytree(samples / "shenzhen_seg" / "masks", out / "shenzhen_seg" / "masks")
+    for image in sorted((samples / "shenzhen_seg" / "images").iterdir())[:6]:
+        _copy(image, out / "shenzhen_seg" / "images" / image.name)
+        mask = samples / "shenzhen_seg" / "masks" / f"{image.stem}_mask.png"
+        _copy(mask, out / "shenzhen_seg" / "masks" / mask.name)
     return out
 
 
