@@ -109,6 +109,9 @@ def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...])
     data_dir = os.path.join(os.path.abspath(run_dir), "demo_data")
     _demo_archive(data_dir, n_per_source, size)
     config = cfg.load_config(overrides=overrides, base=cfg.demo_config(data_dir, run_dir))
+    # The phantoms are nobody: a fixed salt gives every fresh demo the same patient split, hence the same models
+    # and verdicts (a random one per run directory made the demo's small eval split, and its outcome, vary).
+    os.environ.setdefault(config.salt_env, cfg.DEMO_SALT)
     outputs = local_runner.run(config)
     _print_outputs(outputs, time.monotonic() - start)
 

@@ -399,6 +399,7 @@ def to_dict(config: PipelineConfig) -> dict[str, Any]:
 
 
 DEMO_FINDINGS = ("Tuberculosis", "Cardiomegaly", "Effusion", "Consolidation")
+DEMO_SALT = "cxr-demo-phantoms"  # `cxr demo` only, when CXR_ID_SALT is unset: synthetic patients need no secret
 
 
 def demo_config(data_dir: str, run_dir: str) -> PipelineConfig:
