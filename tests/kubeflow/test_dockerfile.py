@@ -399,6 +399,8 @@ def test_every_pip_install_uses_the_constraints_copied_before_it():
                     path = posixpath.join(pip.command.workdir, needed)
                     if not copied_before(path, pip.command.line):
                         problems.append(f"{at} installs the project, but no COPY before it puts {path} in the image")
+            elif not re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[^]]*\])?(\s*[=<>!~].*)?$", target):
+                problems.append(f"{at}: {target!r} is not a requirement this test can check against constraints.txt")
             elif norm(Requirement(target).name) not in constraints():
                 problems.append(f"{at} installs {target}, which constraints.txt does not pin")
     assert not problems, "\n".join(problems)
