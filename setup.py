@@ -29,6 +29,8 @@ setup(
         # Kubeflow: the kfp 2.x client (`cxr kubeflow`); the image's TFX entrypoint reads kfp-pipeline-spec.
         "kfp",
         "kfp-pipeline-spec",
+        # Trainers as TFJobs (kubeflow/tfjob.py) use it directly; kfp also depends on it today.
+        "kubernetes",
         # `cxr serve`: the local review web app.
         "flask",
     ],

@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
+from kubeflow import tfjob
 from pipelines.config import PipelineConfig, TrainerResources
 from pipelines.pipeline import create_pipeline
 
@@ -160,6 +161,7 @@ def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     for component in pipeline.components:
         if component.id in TRAINERS:
             component.with_platform_config(resource_spec(getattr(kf, TRAINERS[component.id])))
+            tfjob.configure(component, config, TRAINERS[component.id])  # workers > 1: a TFJob
     return pipeline
 
 

@@ -184,6 +184,7 @@ class TrainerResources:
     `gpus` of `gpu_type` (the node's extended resource name; on Vertex AI an accelerator name such as
     NVIDIA_TESLA_T4), `cpu` and `memory` in Kubernetes quantities ("8", "500m"; "32Gi"), requested (memory is
     also the limit). `node_selector` picks the nodes, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+    `workers` > 1 runs the Trainer as a TFJob of that many pods, each with these resources (kubeflow/tfjob.py).
     """
 
     gpus: int = 1
@@ -191,10 +192,13 @@ class TrainerResources:
     cpu: str = "8"
     memory: str = "32Gi"
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.gpus, int) or self.gpus < 0:
             raise ValueError(f"gpus must be an integer >= 0, got {self.gpus!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1 (pods of the Trainer's TFJob), got {self.workers!r}")
         if self.gpus and not self.gpu_type:
             raise ValueError("gpu_type must name the accelerator when gpus > 0")
         if not _CPU.match(str(self.cpu)):
@@ -228,6 +232,15 @@ class KubeflowConfig:
     salt_secret: str = "cxr-id-salt"
     segmentation: TrainerResources = dataclasses.field(default_factory=TrainerResources)
     classification: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    # Trainers with workers > 1 (TFJobs): their namespace (empty: the pipeline pod's own) and how long to wait.
+    tfjob_namespace: str = ""
+    tfjob_timeout_hours: float = 48.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tfjob_timeout_hours, bool) or not isinstance(self.tfjob_timeout_hours, int | float):
+            raise ValueError(f"tfjob_timeout_hours must be a number of hours, got {self.tfjob_timeout_hours!r}")
+        if self.tfjob_timeout_hours <= 0:
+            raise ValueError(f"tfjob_timeout_hours must be > 0, got {self.tfjob_timeout_hours}")
 
 
 @dataclasses.dataclass
