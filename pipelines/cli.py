@@ -135,6 +135,32 @@ def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...])
     _print_outputs(outputs, time.monotonic() - start)
 
 
+@main.command()
+@click.argument("data_dir")
+@click.option("--out", default="config.yaml", show_default=True, type=click.Path(dir_okay=False), help="Config file to write.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def init(data_dir: str, out: str, force: bool) -> None:
+    """Write a commented config with one source per dataset found under DATA_DIR (a folder or gs:// prefix).
+
+    Exit code 1, and nothing written, when --out exists (without --force) or no dataset layout is recognised.
+    """
+    from pipelines import init_config
+
+    if os.path.exists(out) and not force:
+        raise click.ClickException(f"{out} exists; pass --force to overwrite it, or --out another file")
+    try:
+        found = init_config.detect(data_dir)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    for line in init_config.summary(found):
+        click.echo(line)
+    if not found.sources:
+        raise click.ClickException(f'no dataset layout recognised under {found.root}; README, "Ingestion", lists them')
+    with open(out, "w" if force else "x") as f:
+        f.write(init_config.render(found))
+    click.echo(f"wrote {out}: check it, then `cxr run --config {out}`")
+
+
 # --- The model registry and lineage: read (and, for promotions, written) in the run's ML Metadata store ---
 
 
