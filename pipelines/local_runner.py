@@ -11,6 +11,7 @@ import time
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
+from pipelines import run_lock
 from pipelines.config import PipelineConfig
 from pipelines.pipeline import create_pipeline
 
@@ -39,12 +40,22 @@ def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, 
     """Runs the whole pipeline, or only what `to_nodes` need (e.g. ["Transform"] to check new data); returns
     where its outputs are.
 
+    One run per run directory at a time (pipelines/run_lock.py): the run holds `<run_dir>/.cxr.lock` throughout,
+    and first marks CANCELED what a killed earlier run left RUNNING in the store.
+
     Raises:
       ValueError: a name in to_nodes is not a node of the pipeline.
+      pipelines.run_lock.RunDirectoryBusy: another run holds the run directory (the message says who).
       RuntimeError: a component failed (e.g. components.validation.gate.DataAnomaliesError).
     """
     config.run_dir = os.path.abspath(config.run_dir)
     os.makedirs(config.run_dir, exist_ok=True)
+    with run_lock.hold(config.run_dir) as holder:
+        run_lock.cancel_orphans(config.metadata_path, holder)
+        return _run(config, to_nodes)
+
+
+def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
     ensure_salt(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata_connection_config=metadata)
