@@ -20,12 +20,20 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from components import features as F
 from components.ingest import imaging
+
+# Listing and the report live in report.py; their names stay importable from here, where callers find them.
+from components.ingest.report import (  # noqa: F401
+    QUARANTINE_FILE,
+    REPORT_FILE,
+    Listing,
+    list_sources,
+    read_json_lines,
+    write_report,
+)
+from components.ingest.report import rejection as _rejection
 from components.ingest.sources import RecordRef, Source, SourceConfig, make_source
 
 logger = logging.getLogger(__name__)
-
-QUARANTINE_FILE = "quarantine.jsonl"
-REPORT_FILE = "report.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,33 +235,6 @@ def _duplicate_group(_: str, names: Iterable[str]) -> list[dict[str, Any]]:
     return [{"kind": "duplicates", "names": group}] if len(group) > 1 else []
 
 
-def _rejection(source: str, rel_path: str, reason: str, files: int) -> dict[str, Any]:
-    return {"source": source, "file": rel_path, "reason": reason, "files": files}
-
-
-def list_sources(sources: list[SourceConfig]) -> tuple[list[RecordRef], list[dict[str, Any]]]:
-    """Runs every adapter's listing; returns the records to read and the inputs rejected while listing.
-
-    The rejected inputs include each source's unreferenced files (Source.unreferenced_files), so that every
-    image file in the folders a source reads is either read or reported.
-
-    Raises:
-      FileNotFoundError, ValueError: a source's layout is missing or unknown (configuration errors fail fast).
-    """
-    refs: list[RecordRef] = []
-    rejected: list[dict[str, Any]] = []
-    for config in sources:
-        source = make_source(config)
-        src_refs, src_rejected = source.list_records()
-        src_rejected = [*src_rejected, *source.unreferenced_files(src_refs, src_rejected)]
-        logger.info(
-            "source %s (%s): %d records, %d rejected while listing", config.name, config.kind, len(src_refs), len(src_rejected)
-        )
-        refs += src_refs
-        rejected += [_rejection(r.source, r.rel_path, r.reason, r.files) for r in src_rejected]
-    return refs, rejected
-
-
 def build_ingest(
     pipeline: beam.Pipeline,
     refs: list[RecordRef],
@@ -340,108 +321,3 @@ class StoredGzipTFRecordSink(filebasedsink.FileBasedSink):
     def close(self, file_handle: tuple[gzip.GzipFile, Any]) -> None:
         file_handle[0].close()  # writes the gzip trailer; does not close the file it wraps
         file_handle[1].close()
-
-
-def read_json_lines(pattern: str) -> list[Any]:
-    """All JSON lines of the files matching a glob pattern (any tf.io.gfile scheme), in file-name order."""
-    out = []
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        with tf.io.gfile.GFile(path) as f:
-            out += [json.loads(line) for line in f if line.strip()]
-    return out
-
-
-def write_report(
-    report_uri: str, sources: list[SourceConfig], listing_rejected: list[dict[str, Any]], work_uri: str, options: IngestOptions
-) -> dict[str, Any]:
-    """Combines the listing and Beam outputs into report.json + quarantine.jsonl; returns the report.
-
-    Per source the report holds `listed` (records listed plus inputs rejected while listing), `written`
-    and `quarantined` entries, with `written + quarantined == listed`; the same for input files
-    (`*_files`: images, masks and label sidecars); splits, masks (`empty_masks`: images written without their
-    all-background mask), quarantine reasons, and the share
-    quarantined. `duplicates` lists the groups of images with identical pixels (all copies are kept).
-
-    Raises:
-      RuntimeError: a source's quarantined share passes options.max_quarantine_fraction, a source wrote
-        nothing, or the accounting does not add up (a record was lost). Both files are written first.
-    """
-    tallies = read_json_lines(posixpath.join(work_uri, "tally*.jsonl"))
-    by_kind: dict[str, list[Any]] = {"listed": [], "quarantined": [], "written": [], "duplicates": []}
-    for t in tallies:
-        by_kind[t.pop("kind")].append(t)
-    listed, counts = by_kind["listed"], by_kind["written"]
-    duplicates = sorted(d["names"] for d in by_kind["duplicates"])
-    quarantined = listing_rejected + by_kind["quarantined"]
-    per_source: dict[str, dict[str, Any]] = {}
-    for c in sources:
-        per_source[c.name] = {
-            "kind": c.kind,
-            "listed": 0,
-            "listed_files": 0,
-            "written": 0,
-            "written_files": 0,
-            "with_mask": 0,
-            "empty_masks": 0,
-            "splits": {n: 0 for n in options.split_names},
-            "quarantined": 0,
-            "quarantined_files": 0,
-            "reasons": {},
-            "duplicates": 0,
-        }
-    for entry in listed:
-        s = per_source[entry["source"]]
-        s["listed"] += entry["records"]
-        s["listed_files"] += entry["files"]
-    for r in listing_rejected:
-        s = per_source[r["source"]]
-        s["listed"] += 1
-        s["listed_files"] += r["files"]
-    for c in counts:
-        (source, split, has_mask, empty_mask) = c["key"]
-        s = per_source[source]
-        s["written"] += c["images"]
-        s["written_files"] += c["files"]
-        s["splits"][split] += c["images"]
-        s["with_mask"] += c["images"] if has_mask else 0
-        s["empty_masks"] += c["images"] if empty_mask else 0
-    for q in quarantined:
-        s = per_source[q["source"]]
-        s["quarantined"] += 1
-        s["quarantined_files"] += q["files"]
-        s["reasons"][q["reason"]] = s["reasons"].get(q["reason"], 0) + 1
-    for group in duplicates:
-        for name in group:
-            per_source[name.split(":", 1)[0]]["duplicates"] += 1
-    for s in per_source.values():
-        s["quarantined_fraction"] = round(s["quarantined"] / s["listed"], 4) if s["listed"] else 0.0
-    report = {
-        "sources": per_source,
-        "duplicates": duplicates,
-        "total_listed": sum(s["listed"] for s in per_source.values()),
-        "total_written": sum(s["written"] for s in per_source.values()),
-        "total_quarantined": len(quarantined),
-        "max_quarantine_fraction": options.max_quarantine_fraction,
-    }
-    tf.io.gfile.makedirs(report_uri)
-    with tf.io.gfile.GFile(posixpath.join(report_uri, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-    ordered = sorted(quarantined, key=lambda q: (q["source"], q["file"], q["reason"]))
-    lines = [json.dumps(q, sort_keys=True) + "\n" for q in ordered]
-    # One write, even of "": GFile creates the file on its first write, and readers expect it to exist.
-    with tf.io.gfile.GFile(posixpath.join(report_uri, QUARANTINE_FILE), "w") as f:
-        f.write("".join(lines))
-    for name, s in per_source.items():
-        if (s["written"] + s["quarantined"], s["written_files"] + s["quarantined_files"]) != (s["listed"], s["listed_files"]):
-            raise RuntimeError(
-                f"source {name}: accounting mismatch: {s['written']} written + {s['quarantined']} quarantined entries "
-                f"for {s['listed']} listed ({s['written_files']} + {s['quarantined_files']} files for {s['listed_files']})"
-            )
-        if s["quarantined_fraction"] > options.max_quarantine_fraction:
-            raise RuntimeError(
-                f"source {name}: {s['quarantined']} of {s['listed']} inputs quarantined, more than the allowed "
-                f"{options.max_quarantine_fraction:.0%}; reasons: {s['reasons']} (see {report_uri}/{QUARANTINE_FILE})"
-            )
-        if s["written"] == 0:
-            raise RuntimeError(f"source {name}: no image could be ingested; reasons: {s['reasons']}")
-    return report

@@ -14,7 +14,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.ingest import beam_ingest
+from components.ingest import accounting, beam_ingest
 from components.ingest import spec as C
 from components.ingest.sources import SourceConfig
 
@@ -40,12 +40,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
 
-        refs, rejected = beam_ingest.list_sources(sources)
+        refs, listing = beam_ingest.list_sources(sources)
         work_uri = posixpath.join(report.uri, "_work")
         logger.info("CxrExampleGen: reading %d records from %d sources", len(refs), len(sources))
         with self._make_beam_pipeline() as pipeline:
             beam_ingest.build_ingest(pipeline, refs, sources, options, salt, examples.uri, work_uri)
-        result = beam_ingest.write_report(report.uri, sources, rejected, work_uri, options)
+        result = beam_ingest.write_report(report.uri, sources, listing, work_uri, options)
         tf.io.gfile.rmtree(work_uri)
         # Per-source counts on the examples themselves, so lineage answers "what went in" from ML Metadata alone.
         examples.set_string_custom_property(
@@ -53,3 +53,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         for name, s in result["sources"].items():
             logger.info("source %s: %d written (%s), %d quarantined", name, s["written"], s["splits"], s["quarantined"])
+            files = s.get("files", {})
+            logger.info(
+                "source %s: %d files under the root: %s",
+                name,
+                files.get("total", 0),
+                ", ".join(f"{files.get(b, 0)} {b}" for b in accounting.BUCKETS),
+            )

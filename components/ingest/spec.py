@@ -18,7 +18,11 @@ FINGERPRINT_KEY = "input_fingerprint"
 
 
 class IngestReport(artifact.Artifact):
-    """report.json (per-source counts, splits, duplicates) and quarantine.jsonl (every rejected input, why)."""
+    """Ingestion's report: report.json, quarantine.jsonl and files.jsonl.
+
+    report.json: per-source counts, splits, duplicates and where every file under the root went; quarantine.jsonl:
+    every rejected input and why; files.jsonl: every ignored sidecar and unused file.
+    """
 
     # "<module>.<class>": on Kubeflow the executor imports the artifact class by this name (components/__init__.py).
     TYPE_NAME = "components.IngestReport"

@@ -24,7 +24,7 @@ from components import mlmd
 from components.evaluation import tfma_metrics as M
 from components.promotion import lineage, registry
 from components.reporting import examples as ex
-from components.reporting import overlays, plots, run_data
+from components.reporting import overlays, plots, run_data, sources_section
 from components.reporting.html import Cell, Doc, fmt, is_count
 from components.reporting.options import ReportOptions
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS
@@ -165,72 +165,6 @@ def _executions(doc: Doc, data: dict[str, Any]) -> None:
     ]
     doc.table("table-nodes", ["node", "execution", "state"], rows)
     doc.note("cached: the node's inputs and settings had not changed, so this run reused the outputs of an earlier one.")
-
-
-def _sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
-    doc.h2("Sources and quarantine", "sources")
-    ingest = data["ingest"]
-    if not ingest:
-        doc.p("CxrExampleGen did not complete in this run.")
-        return
-    report = ingest["report"]
-    sources = report.get("sources", {})
-    split_names = sorted({s for v in sources.values() for s in v.get("splits", {})}, key=lambda s: (s != "train", s))
-    read = data["examples"] or {}
-    rows = []
-    for name, s in sources.items():
-        in_examples = read[name].count if name in read else 0
-        rows.append(
-            [
-                name,
-                Cell(s.get("kind", ""), "text"),
-                s["listed"],
-                s["written"],
-                *[s["splits"].get(split, 0) for split in split_names],
-                s["with_mask"],
-                s["quarantined"],
-                f"{100 * s['quarantined_fraction']:.1f}%",
-                s["duplicates"],
-                Cell(str(in_examples), "" if in_examples == s["written"] else "bad"),
-            ]
-        )
-    rows.append(
-        [
-            Cell("total", "text"),
-            "",
-            report.get("total_listed", sum(s["listed"] for s in sources.values())),
-            report.get("total_written", sum(s["written"] for s in sources.values())),
-            *[sum(s["splits"].get(split, 0) for s in sources.values()) for split in split_names],
-            sum(s["with_mask"] for s in sources.values()),
-            report.get("total_quarantined", sum(s["quarantined"] for s in sources.values())),
-            "",
-            sum(s["duplicates"] for s in sources.values()),
-            sum(v.count for v in read.values()),
-        ]
-    )
-    header = ["source", "kind", "listed", "written", *split_names, "with mask", "quarantined", "quarantined share"]
-    doc.table("table-sources", [*header, "duplicates", "in Examples"], rows)
-    doc.note(
-        "From CxrExampleGen's report.json (" + str(ingest["report_uri"]) + "); 'in Examples' counts the images read back from "
-        "the Examples TFRecords for this report. Duplicates: images whose pixels equal another image's (kept)."
-    )
-    quarantine = ingest["quarantine"]
-    if not quarantine:
-        doc.p("Nothing was quarantined.")
-        return
-    reasons = [
-        [name, Cell(reason, "text"), n] for name, s in sources.items() for reason, n in sorted(s.get("reasons", {}).items())
-    ]
-    doc.h3("Quarantine reasons")
-    doc.table("table-quarantine-reasons", ["source", "reason", "inputs"], reasons)
-    shown = quarantine[: options.quarantine_rows]
-    doc.h3("Quarantined inputs")
-    doc.table(
-        "table-quarantine",
-        ["source", "file", "reason"],
-        [[q["source"], Cell(q.get("file", ""), "text"), Cell(q["reason"], "text")] for q in shown],
-    )
-    doc.note(f"{len(shown)} of {len(quarantine)} quarantined inputs listed; all of them are in quarantine.jsonl.")
 
 
 def _samples(doc: Doc, data: dict[str, Any]) -> None:
@@ -649,7 +583,7 @@ def build(
     run: run_data.Run = data["run"]
     doc = Doc(f"Run report: {run.pipeline or 'pipeline'} {run.run_id}")
     _summary(doc, data, run_dir, failure)
-    _sources(doc, data, options)
+    sources_section.sources(doc, data, options)
     _samples(doc, data)
     _pixels_and_sizes(doc, data)
     _labels(doc, data)

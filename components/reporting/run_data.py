@@ -25,7 +25,7 @@ from components import mlmd
 from components.evaluation import results
 from components.ingest import spec as ingest_spec
 from components.ingest import storage
-from components.ingest.beam_ingest import QUARANTINE_FILE, REPORT_FILE
+from components.ingest.report import FILES_FILE, QUARANTINE_FILE, REPORT_FILE
 from components.validation import checks, gate
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ def read_json(path: str) -> Any:
     return json.loads(text) if text is not None else None
 
 
+def _json_lines(path: str) -> list[Any]:
+    text = read_text(path) or ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def _one(artifacts: dict[str, list[mlmd.Artifact]], key: str) -> mlmd.Artifact | None:
     found = artifacts.get(key) or []
     return found[0] if found else None
@@ -113,23 +118,24 @@ def output(store: metadata_store.MetadataStore, execution: mlmd.Execution | None
 
 
 def ingest(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] | None:
-    """CxrExampleGen's report.json and quarantine.jsonl, the configured sources and where the Examples are."""
+    """CxrExampleGen's report.json, quarantine.jsonl and files.jsonl, the configured sources and where the Examples are."""
     execution = run.done("CxrExampleGen")
     if execution is None:
         return None
     report_artifact = output(store, execution, ingest_spec.REPORT_KEY)
     examples = output(store, execution, "examples")
-    report, quarantine = {}, []
+    report, quarantine, unclaimed = {}, [], []
     if report_artifact is not None:
         report = read_json(posixpath.join(report_artifact.uri, REPORT_FILE)) or {}
-        text = read_text(posixpath.join(report_artifact.uri, QUARANTINE_FILE)) or ""
-        quarantine = [json.loads(line) for line in text.splitlines() if line.strip()]
+        quarantine = _json_lines(posixpath.join(report_artifact.uri, QUARANTINE_FILE))
+        unclaimed = _json_lines(posixpath.join(report_artifact.uri, FILES_FILE))  # none before file accounting
     return {
         "execution_id": execution.id,
         "state": run.state("CxrExampleGen"),
         "report": report,
         "report_uri": report_artifact.uri if report_artifact is not None else None,
         "quarantine": quarantine,
+        "unclaimed": unclaimed,
         "examples_uri": examples.uri if examples is not None else None,
         "examples_id": examples.id if examples is not None else None,
         "sources": mlmd.json_value(execution, "sources", []) or [],

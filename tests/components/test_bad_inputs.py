@@ -37,7 +37,6 @@ BAD = {
     ("montgomery", "ManualMask/rightMask/{one_lung}"): r"^unreferenced file: no record uses it",
     ("shenzhen", "ChinaSet_AllFiles/CXR_png/{bad_mask}"): r"^mask CHNCXR_\d{4}_[01]_mask\.png is 32x32, image is 64x\d+$",
     ("shenzhen", "mask/CHNCXR_0099_1_mask.png"): r"^unreferenced file: no record uses it \(e\.g\. a mask without its image\)$",
-    ("shenzhen", "ChinaSet_AllFiles/CXR_png/Thumbs.db"): r"^not an image file type \(\.db\)$",
     ("nih", "images/90000001_000.png"): r"^empty file$",
     ("nih", "images/90000002_000.png"): r"^not a readable image: image file is truncated",
     ("nih", "images/90000003_000.png"): r"^not a readable image: not a PNG or JPEG file$",
@@ -109,7 +108,7 @@ def build_corpus(root: Path) -> dict[str, str]:
     one_lung = sorted((mont / "ManualMask" / "leftMask").iterdir())[0].name
     (mont / "ManualMask" / "leftMask" / one_lung).unlink()
 
-    # Shenzhen: a mask of another size, a JPEG mask, a mask without its image, a stray non-image file.
+    # Shenzhen: a mask of another size, a JPEG mask, a mask without its image, Windows' thumbnail cache.
     shz = root / "shenzhen"
     bad_mask, png_mask, other_mask = sorted((shz / "mask").iterdir())[:3]
     bad_mask.write_bytes(_png(np.asarray(Image.open(bad_mask).resize((32, 32), Image.Resampling.NEAREST))))
@@ -259,6 +258,11 @@ def test_report_accounts_for_every_listed_input(ingested):
                 continue
             rel = path.relative_to(config.root).as_posix()
             assert B.hash_id("", config.name, rel) in written_ids or (config.name, rel) in quarantined, rel
+        # ... and every file at all is in one bucket, the sidecar Thumbs.db ignored rather than quarantined.
+        files = report["sources"][config.name]["files"]
+        on_disk = sum(1 for p in Path(config.root).rglob("*") if p.is_file())
+        assert files["total"] == sum(files[b] for b in ("written", "quarantined", "used", "ignored", "unused")) == on_disk
+        assert files["ignored_kinds"] == ({"Thumbs.db": 1} if config.name == "shenzhen" else {}), config.name
 
 
 def test_duplicate_pixels_are_reported_and_both_kept(ingested):

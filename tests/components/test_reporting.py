@@ -13,7 +13,7 @@ from PIL import Image
 
 from components import features as F
 from components.reporting import examples as ex
-from components.reporting import plots, report, run_data
+from components.reporting import plots, report, run_data, sources_section
 from components.reporting.html import Cell, Doc, fmt
 from components.reporting.options import ReportOptions
 
@@ -186,7 +186,7 @@ def test_quarantine_is_summarised_by_reason_and_listed():
         ],
     }
     doc = Doc("r")
-    report._sources(doc, {"ingest": ingest, "examples": None}, ReportOptions(quarantine_rows=1))
+    sources_section.sources(doc, {"ingest": ingest, "examples": None}, ReportOptions(quarantine_rows=1))
     page = Page(doc.html())
     assert page.tables["table-sources"][1][:4] == ["nih", "nih", "5", "3"]
     assert page.tables["table-sources"][1][-1] == "0"  # nothing read back: flagged against written

@@ -287,8 +287,7 @@ def test_kermany_labels_patients_and_rejections(tmp_path):
         "chest_xray/train/PNEUMONIA/scan.jpeg": "file name has no patient id "
         "(expected personN_bacteria|virus_M[_K] or [NORMAL2-]IM-NNNN-NNNN)",
         "chest_xray/train/OTHER/IM-0001-0001.jpeg": "not directly under train/NORMAL/ or train/PNEUMONIA/",
-        "chest_xray/train/PNEUMONIA/.DS_Store": "not an image file type (no extension)",
-    }
+    }  # .DS_Store is a known sidecar: not claimed, so not rejected (the accounting lists it as ignored)
     decoded = src.read(refs[0], MAX_PIXELS)
     assert decoded.pixels.shape == (6, 8) and decoded.pixels.dtype == np.uint8
 

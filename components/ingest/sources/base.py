@@ -17,6 +17,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 # Files that must each be used by a record or reported (see Source.unreferenced_files).
 UNREFERENCED_EXTENSIONS = (*IMAGE_EXTENSIONS, *DICOM_EXTENSIONS)
+# Known sidecars of an export: adapters never claim them, and the accounting lists them as ignored (by kind).
+SIDECAR_NAMES: dict[str, str] = {"dicomdir": "DICOMDIR", "thumbs.db": "Thumbs.db", ".ds_store": ".DS_Store"}
+SIDECAR_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("readme", "README"), ("manifest", "MANIFEST"), ("license", "LICENSE"), ("licence", "LICENSE"),
+    ("checksum", "checksums"), ("md5sum", "checksums"), ("sha1sum", "checksums"), ("sha256sum", "checksums"),
+    ("sha512sum", "checksums"),
+)  # fmt: skip
+CHECKSUM_EXTENSIONS = (".md5", ".sha1", ".sha256", ".sha512", ".md5sum", ".sha256sum")
+SIDECAR_EXTENSIONS = (".txt", ".csv", ".json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,7 @@ class RecordRef:
     sex: str = "U"
     age_years: float = -1.0
     listed_files: int = 1  # input files this record accounts for (image + masks + label sidecars)
+    reading_paths: tuple[str, ...] = ()  # this record's own label sidecars (e.g. a clinical reading .txt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Rejected:
     rel_path: str
     reason: str
     files: int = 1
+    other_paths: tuple[str, ...] = ()  # full paths of the input's other files counted in `files` (its mask)
 
 
 @dataclasses.dataclass
@@ -82,6 +93,20 @@ class Source:
     def __init__(self, config: SourceConfig):
         self.config = config
         self.root = config.root.rstrip("/")
+        self.index_files: list[str] = []  # full paths of the files the listing read labels or file lists from
+
+    def read_index(self, path: str) -> bytes:
+        """The bytes of a file the listing takes labels or its file list from (a csv, a list, annotations).
+
+        The file is recorded in `index_files`, so that the accounting counts it as used.
+        """
+        data = storage.read_bytes(path)
+        self.index_files.append(path)
+        return data
+
+    def list_inputs(self, folder: str) -> list[str]:
+        """Every file under `folder` except known sidecars (sidecar_kind), for adapters that read whole folders."""
+        return [p for p in storage.list_files(folder) if sidecar_kind(posixpath.basename(p)) is None]
 
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
         """Finds the records to ingest and the inputs refused while listing (each with its reason).
@@ -139,8 +164,9 @@ class Source:
         """Image files in the folders this source reads that no record or rejection accounts for.
 
         A mask whose image is gone, or one lung mask without its pair, would otherwise vanish silently.
-        Only folders holding at least one used file are searched, so folders an adapter never reads (another
-        split, a test set) are not reported. An adapter that reads a deliberate subset of a folder overrides this.
+        Only folders holding at least one used file are searched, so files in folders an adapter never reads
+        (another split, a test set) are not quarantined: the accounting (components/ingest/accounting.py) lists them
+        as unused. An adapter that reads a deliberate subset of a folder overrides this.
 
         Args:
           refs: this source's listed records.
@@ -162,6 +188,26 @@ class Source:
 
     def _rel(self, path: str) -> str:
         return storage.relpath(path, self.root)
+
+
+def sidecar_kind(name: str) -> str | None:
+    """The kind of a known sidecar file name ("README", "checksums", ".txt", ...), or None.
+
+    Files with an image or DICOM extension are never sidecars, whatever their name: a sidecar-looking name must
+    not hide an image.
+    """
+    lower = name.lower()
+    if lower.endswith(UNREFERENCED_EXTENSIONS):
+        return None
+    if lower in SIDECAR_NAMES:
+        return SIDECAR_NAMES[lower]
+    for prefix, kind in SIDECAR_PREFIXES:
+        if lower.startswith(prefix):
+            return kind
+    if lower.endswith(CHECKSUM_EXTENSIONS):
+        return "checksums"
+    ext = posixpath.splitext(lower)[1]
+    return ext if ext in SIDECAR_EXTENSIONS else None
 
 
 def find_dir(root: str, candidates: Iterable[str]) -> str | None:

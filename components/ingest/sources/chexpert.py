@@ -83,7 +83,7 @@ class ChexpertSource(Source):
         refs: list[RecordRef] = []
         rejected: list[Rejected] = []
         for csv_name, csv_path in self._csv_paths():
-            reader = csv.DictReader(io.StringIO(storage.read_bytes(csv_path).decode("utf-8-sig")))
+            reader = csv.DictReader(io.StringIO(self.read_index(csv_path).decode("utf-8-sig")))
             header = reader.fieldnames or []
             missing = [c for c in ("Path", *CHEXPERT_RENAMES) if c not in header]
             if missing:

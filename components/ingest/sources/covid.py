@@ -103,8 +103,8 @@ def finding_labels(finding: str) -> tuple[tuple[str, bool], ...]:
     return tuple(sorted(labels.items()))
 
 
-def _read_csv(path: str) -> tuple[list[str], list[dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(storage.read_bytes(path).decode("utf-8-sig")))
+def _read_csv(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
     rows = list(reader)
     return list(reader.fieldnames or []), rows
 
@@ -155,7 +155,7 @@ class CovidSource(LabelMapMaskSource):
 
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
         csv_name, csv_path = self._csv()
-        header, rows = _read_csv(csv_path)
+        header, rows = _read_csv(self.read_index(csv_path))
         pairs = "image" in header
         required = ("image", "finding", "patientid") if pairs else ("filename", "finding", "patientid")
         missing = [c for c in required if c not in header]
@@ -163,7 +163,7 @@ class CovidSource(LabelMapMaskSource):
             raise ValueError(f"{csv_path}: missing columns {missing} (header: {header})")
         demographics: dict[str, dict[str, str]] = {}
         if pairs and storage.exists(posixpath.join(self.root, "metadata.csv")):
-            _, meta_rows = _read_csv(posixpath.join(self.root, "metadata.csv"))
+            _, meta_rows = _read_csv(self.read_index(posixpath.join(self.root, "metadata.csv")))
             demographics = {r.get("filename", ""): r for r in meta_rows}
         images = self._files("images")
         unclaimed = dict(images)
@@ -211,24 +211,27 @@ class CovidSource(LabelMapMaskSource):
             path = posixpath.join(self.root, rel)  # other folders of the collection (e.g. volumes/ for CT)
         mask_path = unclaimed_masks.pop(mask_rel, None) if mask_rel else None
         files = int(path is not None) + int(mask_path is not None)
+        other = (mask_path,) if mask_path else ()
         if path is None:
-            return None, Rejected(name, rel, f"row in {csv_name} points at a missing file", files=files)
+            return None, Rejected(name, rel, f"row in {csv_name} points at a missing file", files=files, other_paths=other)
         if mask_rel and mask_path is None:
-            return None, Rejected(name, rel, f"mask {mask_rel} named in {csv_name} is missing", files=files)
+            return None, Rejected(name, rel, f"mask {mask_rel} named in {csv_name} is missing", files=files, other_paths=other)
         modality = (row.get("modality") or meta.get("modality") or "").strip()
         raw_view = (row.get("view") or "").strip()
         if (modality and modality != "X-ray") or raw_view in CT_VIEWS:
-            return None, Rejected(name, rel, f"not a chest X-ray (modality {modality or '?'}, view {raw_view})", files=files)
+            return None, Rejected(
+                name, rel, f"not a chest X-ray (modality {modality or '?'}, view {raw_view})", files=files, other_paths=other
+            )
         ext = posixpath.splitext(rel)[1]
         if ext.lower() not in IMAGE_EXTENSIONS:
-            return None, Rejected(name, rel, f"not an image file type ({ext or 'no extension'})", files=files)
+            return None, Rejected(name, rel, f"not an image file type ({ext or 'no extension'})", files=files, other_paths=other)
         try:
             labels = finding_labels(row.get("finding") or "")
         except ValueError as e:
-            return None, Rejected(name, rel, str(e), files=files)
+            return None, Rejected(name, rel, str(e), files=files, other_paths=other)
         patient = (row.get("patientid") or "").strip()
         if not patient:
-            return None, Rejected(name, rel, "row without a patientid", files=files)
+            return None, Rejected(name, rel, "row without a patientid", files=files, other_paths=other)
         return (
             RecordRef(
                 source=name,

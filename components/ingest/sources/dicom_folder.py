@@ -28,7 +28,7 @@ class DicomSource(Source):
 
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
         refs = []
-        for path in storage.list_files(self.root):
+        for path in self.list_inputs(self.root):  # not the export's README, MANIFEST, checksums or DICOMDIR
             rel = self._rel(path)
             # The patient id comes from the file when it is read; until then the relative path stands in.
             refs.append(RecordRef(source=self.config.name, rel_path=rel, image_path=path, patient_id=rel))

@@ -56,7 +56,7 @@ class KermanySource(Source):
             split_dir = posixpath.join(base, split)
             if not storage.isdir(split_dir):
                 continue
-            for path in storage.list_files(split_dir):
+            for path in self.list_inputs(split_dir):
                 rel = self._rel(path)
                 folder, _, name = storage.relpath(path, split_dir).partition("/")
                 stem, ext = posixpath.splitext(name)

@@ -84,7 +84,7 @@ class ManifestSource(LabelMapMaskSource):
         csv_path = posixpath.join(self.root, self.csv_name)
         if not storage.exists(csv_path):
             raise FileNotFoundError(f"manifest source {self.config.name}: no {self.csv_name} under {self.root}")
-        reader = csv.DictReader(io.StringIO(storage.read_bytes(csv_path).decode("utf-8-sig")))
+        reader = csv.DictReader(io.StringIO(self.read_index(csv_path).decode("utf-8-sig")))
         header = [h.strip() for h in reader.fieldnames or []]
         reader.fieldnames = header
         allowed = self.allowed_columns()
@@ -144,16 +144,17 @@ class ManifestSource(LabelMapMaskSource):
         if mask_path and not storage.exists(mask_path):
             return None, Rejected(name, rel, f"mask {mask_written} points at a missing file")
         files = 1 + int(mask_path is not None)
+        other = (mask_path,) if mask_path else ()
         ext = posixpath.splitext(rel)[1]
         if ext.lower() not in (*IMAGE_EXTENSIONS, *DICOM_EXTENSIONS):
-            return None, Rejected(name, rel, f"not an image file type ({ext or 'no extension'})", files=files)
+            return None, Rejected(name, rel, f"not an image file type ({ext or 'no extension'})", files=files, other_paths=other)
         patient = (row.get("patient_id") or "").strip()
         if not patient:
-            return None, Rejected(name, rel, "row without a patient_id", files=files)
+            return None, Rejected(name, rel, "row without a patient_id", files=files, other_paths=other)
         try:
             labels = self._labels(row, label_columns)
         except ValueError as e:
-            return None, Rejected(name, rel, str(e), files=files)
+            return None, Rejected(name, rel, str(e), files=files, other_paths=other)
         return (
             RecordRef(
                 source=name,

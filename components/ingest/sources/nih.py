@@ -31,7 +31,7 @@ class NihSource(Source):
     def list_records(self) -> tuple[list[RecordRef], list[Rejected]]:
         csv_path = self._csv_path()
         images = {posixpath.basename(p): p for p in storage.list_files(self.root, IMAGE_EXTENSIONS)}
-        rows = list(csv.reader(io.StringIO(storage.read_bytes(csv_path).decode("utf-8"))))
+        rows = list(csv.reader(io.StringIO(self.read_index(csv_path).decode("utf-8"))))
         header, body = rows[0], rows[1:]
         col = {name: i for i, name in enumerate(header)}
         for required in ("Image Index", "Finding Labels", "Patient ID"):

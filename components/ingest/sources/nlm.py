@@ -8,7 +8,16 @@ from typing import Any, ClassVar
 
 from components import features as F
 from components.ingest import storage
-from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source, SourceConfig, find_dir, parse_age
+from components.ingest.sources.base import (
+    IMAGE_EXTENSIONS,
+    RecordRef,
+    Rejected,
+    Source,
+    SourceConfig,
+    find_dir,
+    parse_age,
+    sidecar_kind,
+)
 
 
 class _NlmTbSource(Source):
@@ -35,13 +44,14 @@ class _NlmTbSource(Source):
         if image_dir is None:
             raise FileNotFoundError(f"{self.kind} source {self.config.name}: no {'/'.join(self.image_dirs)} under {self.root}")
         readings_dir = find_dir(self.root, self.readings_dirs)
-        readings = (
-            {posixpath.splitext(posixpath.basename(p))[0]: p for p in storage.list_files(readings_dir, (".txt",))}
-            if readings_dir
-            else {}
-        )
+        # A README.txt or licence beside the readings is a sidecar, not a reading.
+        readings = {
+            posixpath.splitext(posixpath.basename(p))[0]: p
+            for p in (storage.list_files(readings_dir, (".txt",)) if readings_dir else [])
+            if sidecar_kind(posixpath.basename(p)) == ".txt"
+        }
         refs, rejected = [], []
-        for path in storage.list_files(image_dir):
+        for path in self.list_inputs(image_dir):
             stem, ext = posixpath.splitext(posixpath.basename(path))
             if ext.lower() not in IMAGE_EXTENSIONS:
                 rejected.append(Rejected(self.config.name, self._rel(path), f"not an image file type ({ext or 'no extension'})"))
@@ -53,8 +63,9 @@ class _NlmTbSource(Source):
             masks = self._masks_for(stem)
             meta: dict[str, Any] = {}
             files = 1 + len(masks)
-            if stem in readings:
-                meta = self._parse_reading(storage.read_bytes(readings.pop(stem)).decode("utf-8", "replace"))
+            reading = readings.pop(stem, None)
+            if reading:
+                meta = self._parse_reading(storage.read_bytes(reading).decode("utf-8", "replace"))
                 files += 1
             refs.append(
                 RecordRef(
@@ -66,6 +77,7 @@ class _NlmTbSource(Source):
                     labels=labels,
                     view="PA",
                     listed_files=files,
+                    reading_paths=(reading,) if reading else (),
                     **meta,
                 )
             )

@@ -56,7 +56,7 @@ class Tbx11kSource(Source):
             path = posixpath.join(lists_dir, name) if lists_dir else ""
             if not lists_dir or not storage.exists(path):
                 raise FileNotFoundError(f"tbx11k source {self.config.name}: list {name!r} not under {base}/lists")
-            text = storage.read_bytes(path).decode("utf-8")
+            text = self.read_index(path).decode("utf-8")
             entries += [line.strip() for line in text.splitlines() if line.strip()]
         return list(dict.fromkeys(entries))
 
@@ -64,7 +64,7 @@ class Tbx11kSource(Source):
         base = self._base()
         imgs = posixpath.join(base, "imgs")
         # Every file under imgs/, keyed like the lists and the annotations: "<folder>/<name>".
-        files = {storage.relpath(p, imgs): p for p in storage.list_files(imgs)}
+        files = {storage.relpath(p, imgs): p for p in self.list_inputs(imgs)}
         rejected: list[Rejected] = []
         if self.config.options.get("lists"):
             chosen = []
@@ -116,7 +116,7 @@ class Tbx11kSource(Source):
         for path in storage.list_files(json_dir, (".json",)) if json_dir else []:
             name = posixpath.basename(path)
             try:
-                coco = json.loads(storage.read_bytes(path))
+                coco = json.loads(self.read_index(path))
                 by_id = {im["id"]: im["file_name"] for im in coco.get("images", [])}
                 with_boxes = {by_id.get(a["image_id"]) for a in coco.get("annotations", [])}
             except (ValueError, KeyError, TypeError) as e:

@@ -1,0 +1,111 @@
+"""The run report's "Sources and quarantine" section: records per source, quarantine, and where every file went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.ingest.accounting import BUCKETS
+from components.reporting.html import Cell, Doc
+from components.reporting.options import ReportOptions
+
+USED_AS = {"mask": ("mask", "masks"), "reading": ("reading", "readings"), "labels": ("label file", "label files")}
+
+
+def sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
+    doc.h2("Sources and quarantine", "sources")
+    ingest = data["ingest"]
+    if not ingest:
+        doc.p("CxrExampleGen did not complete in this run.")
+        return
+    report = ingest["report"]
+    by_source = report.get("sources", {})
+    split_names = sorted({s for v in by_source.values() for s in v.get("splits", {})}, key=lambda s: (s != "train", s))
+    read = data["examples"] or {}
+    rows = []
+    for name, s in by_source.items():
+        in_examples = read[name].count if name in read else 0
+        rows.append(
+            [
+                name,
+                Cell(s.get("kind", ""), "text"),
+                s["listed"],
+                s["written"],
+                *[s["splits"].get(split, 0) for split in split_names],
+                s["with_mask"],
+                s["quarantined"],
+                f"{100 * s['quarantined_fraction']:.1f}%",
+                s["duplicates"],
+                Cell(str(in_examples), "" if in_examples == s["written"] else "bad"),
+            ]
+        )
+    rows.append(
+        [
+            Cell("total", "text"),
+            "",
+            report.get("total_listed", sum(s["listed"] for s in by_source.values())),
+            report.get("total_written", sum(s["written"] for s in by_source.values())),
+            *[sum(s["splits"].get(split, 0) for s in by_source.values()) for split in split_names],
+            sum(s["with_mask"] for s in by_source.values()),
+            report.get("total_quarantined", sum(s["quarantined"] for s in by_source.values())),
+            "",
+            sum(s["duplicates"] for s in by_source.values()),
+            sum(v.count for v in read.values()),
+        ]
+    )
+    header = ["source", "kind", "listed", "written", *split_names, "with mask", "quarantined", "quarantined share"]
+    doc.table("table-sources", [*header, "duplicates", "in Examples"], rows)
+    doc.note(
+        "From CxrExampleGen's report.json (" + str(ingest["report_uri"]) + "); 'in Examples' counts the images read back from "
+        "the Examples TFRecords for this report. Duplicates: images whose pixels equal another image's (kept)."
+    )
+    _files(doc, by_source, ingest.get("unclaimed", []), options)
+    quarantine = ingest["quarantine"]
+    if not quarantine:
+        doc.p("Nothing was quarantined.")
+        return
+    reasons = [
+        [name, Cell(reason, "text"), n] for name, s in by_source.items() for reason, n in sorted(s.get("reasons", {}).items())
+    ]
+    doc.h3("Quarantine reasons")
+    doc.table("table-quarantine-reasons", ["source", "reason", "inputs"], reasons)
+    shown = quarantine[: options.quarantine_rows]
+    doc.h3("Quarantined inputs")
+    doc.table(
+        "table-quarantine",
+        ["source", "file", "reason"],
+        [[q["source"], Cell(q.get("file", ""), "text"), Cell(q["reason"], "text")] for q in shown],
+    )
+    doc.note(f"{len(shown)} of {len(quarantine)} quarantined inputs listed; all of them are in quarantine.jsonl.")
+
+
+def _files(doc: Doc, by_source: dict[str, Any], unclaimed: list[dict[str, Any]], options: ReportOptions) -> None:
+    """Every file under each source root in one bucket: written, quarantined, used, ignored, unused."""
+    accounted = {name: s["files"] for name, s in by_source.items() if "files" in s}
+    doc.h3("Files under each source root", "files")
+    if not accounted:
+        doc.p("This run's report.json has no file accounting (it was written before CxrExampleGen kept one).")
+        return
+    rows = []
+    for name, f in accounted.items():
+        used_as = ", ".join(f"{n} {USED_AS.get(kind, (kind, kind))[n != 1]}" for kind, n in f.get("used_kinds", {}).items())
+        rows.append([name, f["total"], *[f[b] for b in BUCKETS], Cell(used_as, "text")])
+    rows.append([Cell("total", "text"), *[sum(f[k] for f in accounted.values()) for k in ("total", *BUCKETS)], ""])
+    doc.table("table-files", ["source", "files", *BUCKETS, "used as"], rows)
+    doc.note(
+        "Each file under a source root is in one bucket: written (the image of an Example), quarantined (a file of a "
+        "quarantined input), used (a mask, reading or label file of written images), ignored (a known sidecar: README, "
+        "MANIFEST, LICENSE, checksums, DICOMDIR, Thumbs.db, .DS_Store, other .txt/.csv/.json) or unused (nothing reads "
+        "it: an image or mask in a folder no adapter reads, a reading without its image). Ignored and unused files are "
+        "no inputs and never count against the quarantine limit."
+    )
+    ignored = [[name, Cell(kind, "text"), n] for name, f in accounted.items() for kind, n in f.get("ignored_kinds", {}).items()]
+    if ignored:
+        doc.h3("Ignored sidecars")
+        doc.table("table-ignored", ["source", "kind", "files"], ignored)
+    unused = [u for u in unclaimed if u.get("bucket") == "unused"]
+    if unused:
+        shown = unused[: options.quarantine_rows]
+        doc.h3("Unused files")
+        rows = [[u["source"], Cell(u["file"], "text"), Cell(u["kind"], "text")] for u in shown]
+        doc.table("table-unused", ["source", "file", "kind"], rows)
+        doc.note(f"{len(shown)} of {len(unused)} unused files listed; all of them are in files.jsonl.")
