@@ -149,7 +149,8 @@ def statistics_options(image_sample_rate: float) -> tfdv.StatsOptions:
     """StatisticsGen's options: image statistics on a sample of the images, and one slice per source.
 
     TFDV reports image statistics (format histogram, sizes) only for a feature with at least 100 sampled
-    values (its ImageStatsGenerator's threshold), so tiny datasets get none.
+    values (its ImageStatsGenerator's threshold), so tiny datasets get none; the DataGate decodes a bounded
+    sample of the images itself (images.py), so the image domain is checked on runs of any size.
     """
     return tfdv.StatsOptions(
         enable_semantic_domain_stats=True,

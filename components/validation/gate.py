@@ -21,7 +21,7 @@ from tfx.types import artifact, artifact_utils, channel, component_spec, standar
 from tfx.utils import io_utils
 
 from components import features as F
-from components.validation import checks
+from components.validation import checks, images
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ SKEW_KEY = "split_skew"
 DRIFT_KEY = "drift"
 CONTINUE_KEY = "continue_on_anomalies"
 MIN_EXAMPLES_KEY = "min_examples_for_distance"
+EXAMPLES_KEY = "examples"
+IMAGE_CHECK_KEY = "image_check_examples"
+DEFAULT_IMAGE_CHECK_EXAMPLES = 100  # TFDV's own minimum for image statistics: below it, the gate's check is all there is
 TRAIN_SPLIT = "train"
 REPORT_TEXT = "report.txt"
 REPORT_JSON = "report.json"
@@ -55,12 +58,15 @@ class DataGateSpec(component_spec.ComponentSpec):
         DRIFT_KEY: component_spec.ExecutionParameter(type=str),  # JSON {feature: threshold}
         CONTINUE_KEY: component_spec.ExecutionParameter(type=int),
         MIN_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int),
+        IMAGE_CHECK_KEY: component_spec.ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         STATISTICS_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics),
         SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
         ANOMALIES_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         BASELINE_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+        # The Examples the statistics describe: the gate decodes a bounded sample of their images (images.py).
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples, optional=True),
     }
     OUTPUTS = {
         REPORT_KEY: component_spec.ChannelParameter(type=DataValidationReport),
@@ -84,7 +90,15 @@ class Executor(base_executor.BaseExecutor):
         stats = {s: stats_artifact_utils.load_statistics(stats_artifact, s).proto() for s in splits}
 
         findings: list[checks.Finding] = []
+        examples = input_dict.get(EXAMPLES_KEY) or []
+        image_features = images.image_features(schema)
+        image_limit = int(exec_properties.get(IMAGE_CHECK_KEY) or DEFAULT_IMAGE_CHECK_EXAMPLES)
+        image_checks: dict[str, int] = {}
         for split in splits:
+            if examples and image_features:
+                sample = images.sample(images.split_files(artifact_utils.get_split_uri(examples, split)), image_limit)
+                image_checks[split] = len(sample)
+                findings += images.findings(sample, image_features, split)
             findings += checks.findings_of(_schema_diff(anomalies_artifact, split), f"split {split}")
             findings += checks.per_source_findings(stats[split], schema, split)
             findings += checks.image_format_findings(stats[split], F.IMAGE, IMAGE_FORMATS, f"split {split}")
@@ -134,6 +148,7 @@ class Executor(base_executor.BaseExecutor):
                     "continued": continuing and bool(findings),
                     "baseline_statistics": baseline_uri,
                     "skipped": sorted(skipped),
+                    "image_checks": image_checks,  # split -> Examples whose image features the gate decoded
                     "split_skew_thresholds": skew,
                     "drift_thresholds": drift,
                 },
@@ -185,6 +200,8 @@ class DataGate(base_component.BaseComponent):
         drift: dict[str, float] | None = None,
         continue_on_anomalies: bool = False,
         min_examples_for_distance: int = 100,
+        examples: channel.BaseChannel | None = None,
+        image_check_examples: int = DEFAULT_IMAGE_CHECK_EXAMPLES,
     ):
         """Args:
         statistics: StatisticsGen's output, sliced by source.
@@ -195,7 +212,16 @@ class DataGate(base_component.BaseComponent):
         drift: feature -> threshold of the distance between this run and the baseline, split by split.
         continue_on_anomalies: record anomalies instead of failing.
         min_examples_for_distance: skew and drift are measured only between datasets at least this large.
+        examples: the Examples whose image features (the schema's image_domain) the gate decodes and checks
+          against the contract, up to `image_check_examples` per split (all of a smaller split); default: the
+          Examples the statistics were computed from (the producing StatisticsGen's input).
+        image_check_examples: how many Examples per split the gate checks itself, at most.
         """
+        if image_check_examples < 1:
+            raise ValueError(f"image_check_examples must be >= 1, got {image_check_examples}")
+        if examples is None:
+            producer = getattr(statistics, "producer_component", None)
+            examples = getattr(producer, "inputs", {}).get(EXAMPLES_KEY)
         super().__init__(
             spec=DataGateSpec(
                 statistics=statistics,
@@ -206,6 +232,8 @@ class DataGate(base_component.BaseComponent):
                 drift=json.dumps(drift or {}, sort_keys=True),
                 continue_on_anomalies=int(continue_on_anomalies),
                 min_examples_for_distance=int(min_examples_for_distance),
+                examples=examples,
+                image_check_examples=int(image_check_examples),
                 report=channel.Channel(type=DataValidationReport),
                 accepted_statistics=channel.Channel(type=standard_artifacts.ExampleStatistics),
             )

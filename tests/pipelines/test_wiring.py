@@ -34,8 +34,9 @@ def test_components_and_dependencies(config):
     assert _upstream(by_id["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
     # The gate reads the accepted statistics of earlier runs without depending on itself in this one.
     assert _upstream(by_id["LatestAcceptedStatisticsResolver"]) == set()
+    # The gate also reads the Examples, to decode a sample of their images (TFDV's image statistics skip small runs).
     assert _upstream(by_id["DataGate"]) == {
-        "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "LatestAcceptedStatisticsResolver"
+        "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "LatestAcceptedStatisticsResolver"
     }  # fmt: skip
     # Transform waits for the gate's verdict: anomalies stop the run before it.
     assert _upstream(by_id["Transform"]) == {"CxrExampleGen", "ImportSchemaGen", "DataGate"}
