@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
+from components import contract
 from kubeflow import tfjob
 from pipelines.config import PipelineConfig, TrainerResources
 from pipelines.pipeline import create_pipeline
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
-EXAMPLE_GEN = "CxrExampleGen"
+EXAMPLE_GEN = contract.EXAMPLE_GEN
+UNCACHED_NODES = (EXAMPLE_GEN, contract.BASELINE_STATISTICS) + tuple(contract.baseline_model(t) for t in contract.TASKS)
 TRAINERS = {"Trainer.segmentation": "segmentation", "Trainer.classification": "classification"}
 SALT_SECRET_KEY = "salt"  # the key of kubeflow.salt_secret that holds the patient-id salt
 # Locally CxrExampleGen's cache key lists the source files when the pipeline is built. A compiled pipeline is
@@ -41,12 +43,7 @@ _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 _GIB_PER_UNIT = {"": 1e-9, "K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3, "P": 1e6, "E": 1e9}
 
 
-def kubeflow_name(node_id: str) -> str:
-    """The task name a pipeline node gets in the compiled spec: "Trainer.segmentation" -> "trainer-segmentation".
-
-    Argo, which runs Kubeflow Pipelines' DAGs, accepts only letters, digits and '-' in task and template names.
-    """
-    return re.sub(r"[^a-z0-9]+", "-", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", node_id).lower()).strip("-")
+kubeflow_name = contract.kubeflow_task_name
 
 
 def _memory_gb(quantity: str) -> float:
@@ -146,8 +143,8 @@ def check(config: PipelineConfig) -> None:
 def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """create_pipeline(...) as Kubeflow runs it: Kubeflow's ML Metadata, Beam's options and the Trainers' resources.
 
-    Differences from a local run: no resolvers (Kubeflow Pipelines cannot run them: no drift baseline and no
-    comparison with the last blessed model, see the README), and CxrExampleGen ingests on every run.
+    The same nodes as a local run. Differences: the baseline lookups read the cluster's metadata service
+    (kubeflow.metadata_host:metadata_port) and, like CxrExampleGen, run uncached on every run (compile_spec).
     """
     check(config)
     kf = config.kubeflow
@@ -155,7 +152,7 @@ def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         dataclasses.replace(config, beam_args=list(kf.beam_args)),
         metadata_connection_config=None,
         schema_dir=kf.schema_dir,
-        baseline_strategy=None,
+        baseline_metadata={"host": kf.metadata_host, "port": kf.metadata_port},
         input_fingerprint=INPUT_FINGERPRINT,
     )
     for component in pipeline.components:
@@ -207,7 +204,10 @@ def compile_spec(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any]
     spec = runner.run(pipeline, write_out=False)["pipelineSpec"]
     names = _rename(spec)
     spec["defaultPipelineRoot"] = config.pipeline_root
-    spec["root"]["dag"]["tasks"][names[EXAMPLE_GEN]]["cachingOptions"] = {"enableCache": False}
+    # Uncached: ingestion reads what the sources hold now; the lookups answer what the store holds now.
+    for node in UNCACHED_NODES:
+        if node in names:
+            spec["root"]["dag"]["tasks"][names[node]]["cachingOptions"] = {"enableCache": False}
     executors: dict[str, Any] = {
         f"exec-{names[EXAMPLE_GEN]}": {
             "secretAsEnv": [
@@ -221,7 +221,8 @@ def compile_spec(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any]
     }
     for node, task in TRAINERS.items():
         selector = getattr(kf, task).node_selector
-        if selector:
+        # A TFJob Trainer's own pod only launches and waits (no GPU): the node selector goes to its workers.
+        if selector and getattr(kf, task).workers <= 1:
             executors[f"exec-{names[node]}"] = {"nodeSelector": {"labels": dict(selector)}}
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
     # Both must parse as what they claim to be (unknown fields fail here rather than on the cluster).

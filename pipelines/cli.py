@@ -454,6 +454,29 @@ def kubeflow_run(config_path, overrides, host, package) -> None:
     _echo_json(_kubeflow_call("run_once", config_path, overrides, host=host, package=package))
 
 
+@kubeflow_group.command("local-run")
+@click.argument("package", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--work-dir", default="kfp-local", show_default=True, type=click.Path(file_okay=False),
+    help="Holds the ML Metadata store (metadata.sqlite: `cxr models list --run-dir` reads it), task logs and outputs.",
+)  # fmt: skip
+@click.option("--pipeline-root", default=None, help="Instead of the file's defaultPipelineRoot (gs:// or a local path).")
+@click.option(
+    "--secrets-dir", default=None, type=click.Path(exists=True, file_okay=False),
+    help="The Kubernetes Secrets the tasks get as variables: <dir>/<secret name>/<key> holds each value.",
+)  # fmt: skip
+def kubeflow_local_run(package, work_dir, pipeline_root, secrets_dir) -> None:
+    """Run a compiled pipeline file on this machine, task by task, as Kubeflow Pipelines would (before uploading it)."""
+    from kubeflow import local_run
+
+    try:
+        result = local_run.run(package, work_dir, pipeline_root=pipeline_root, secrets_dir=secrets_dir, echo=click.echo)
+    except (local_run.TaskFailed, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    seconds = sum(t["seconds"] for t in result["tasks"])
+    click.echo(f"all {len(result['tasks'])} tasks complete in {seconds:.0f} s; metadata in {result['metadata']}")
+
+
 # --- The run report and model cards (components/reporting/): also written at the end of every local run ---
 
 

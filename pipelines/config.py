@@ -230,6 +230,10 @@ class KubeflowConfig:
     schema_dir: str = "/pipeline/schemas"  # schema.pbtxt as the image holds it (or a gs:// prefix)
     # A Kubernetes Secret whose key `salt` CxrExampleGen's pod gets as the environment variable `salt_env`.
     salt_secret: str = "cxr-id-salt"
+    # The cluster's ML Metadata gRPC service (the one Kubeflow Pipelines' launcher records into): the baseline
+    # lookups (components/baselines.py) read the last accepted statistics and blessed models there.
+    metadata_host: str = "metadata-grpc-service.kubeflow"
+    metadata_port: int = 8080
     segmentation: TrainerResources = dataclasses.field(default_factory=TrainerResources)
     classification: TrainerResources = dataclasses.field(default_factory=TrainerResources)
     # Trainers with workers > 1 (TFJobs): their namespace (empty: the pipeline pod's own) and how long to wait.

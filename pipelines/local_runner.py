@@ -36,6 +36,15 @@ def ensure_salt(config: PipelineConfig) -> None:
         os.environ[config.salt_env] = f.read().strip()
 
 
+def baseline_fingerprints(config: PipelineConfig) -> dict[str, str]:
+    """What each baseline lookup would find in the run directory's store now: their cache keys (an unchanged
+    baseline keeps the data gate and the Evaluators cached; a new one makes them run)."""
+    from components import baselines, mlmd
+
+    store = mlmd.connect(config.metadata_path) if os.path.exists(config.metadata_path) else None
+    return baselines.fingerprints(store, config.pipeline_name, config.tasks)
+
+
 def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, str]:
     """Runs the whole pipeline, or only what `to_nodes` need (e.g. ["Transform"] to check new data); returns
     where its outputs are.
@@ -58,7 +67,7 @@ def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, 
 def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
     ensure_salt(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    pipeline = create_pipeline(config, metadata_connection_config=metadata)
+    pipeline = create_pipeline(config, metadata_connection_config=metadata, baseline_fingerprints=baseline_fingerprints(config))
     start = time.monotonic()
     logger.info("running pipeline %s (%d components) into %s", config.pipeline_name, len(pipeline.components), config.run_dir)
     run_options = None

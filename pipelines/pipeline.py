@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from collections.abc import Mapping
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
+from components import baselines, contract
+from components.evaluation import executor as evaluator_executor
 from components.evaluation.configs import classification_eval_config, segmentation_eval_config
 from components.ingest.component import CxrExampleGen
 from components.promotion.pusher import Executor as AtomicPusherExecutor
 from components.validation import checks, gate
-from components.validation.resolver import LatestIfAnyStrategy
 from pipelines.config import PipelineConfig, TrainConfig
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
@@ -30,7 +33,8 @@ def create_pipeline(
     metadata_connection_config=None,
     schema_dir: str = SCHEMA_DIR,
     *,
-    baseline_strategy: type[tfx.dsl.experimental.ResolverStrategy] | None = LatestIfAnyStrategy,
+    baseline_metadata: Mapping[str, object] | None = None,
+    baseline_fingerprints: Mapping[str, str] | None = None,
     input_fingerprint: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2.
@@ -39,9 +43,10 @@ def create_pipeline(
       config: the run's configuration.
       metadata_connection_config: ML Metadata connection (None: the orchestrator's own, e.g. Kubeflow's).
       schema_dir: directory (or gs:// prefix) holding schema.pbtxt, as the ImportSchemaGen executor sees it.
-      baseline_strategy: resolves the drift baseline (the statistics DataGate accepted last); the baseline models
-        are resolved with LatestBlessedModelStrategy. None builds no resolver at all: no drift check and no
-        comparison with the last blessed model, for orchestrators that cannot run resolvers (Kubeflow Pipelines).
+      baseline_metadata: how the baseline lookups (components/baselines.py) reach ML Metadata: {"sqlite": path}
+        or {"host": ..., "port": ...}; None: the run directory's SQLite store.
+      baseline_fingerprints: the lookups' cache keys by node id (baselines.fingerprints: what each would find
+        now); a lookup missing here gets a constant key (orchestrators that run it uncached, e.g. Kubeflow).
       input_fingerprint: CxrExampleGen's cache key for its inputs; None lists the sources now to compute it.
     """
     example_gen = CxrExampleGen(
@@ -57,24 +62,21 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    components = [example_gen, schema_gen, statistics_gen, example_validator]
-    previous_statistics = None
-    if baseline_strategy is not None:
-        # The statistics the gate accepted in the latest earlier run: the baseline of drift (none on a first run).
-        previous_statistics = tfx.dsl.Resolver(
-            strategy_class=baseline_strategy,
-            statistics=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ExampleStatistics,
-                producer_component_id="DataGate",
-                output_key=gate.ACCEPTED_KEY,
-            ),
-        ).with_id("LatestAcceptedStatisticsResolver")
-        components.append(previous_statistics)
+    metadata = json.dumps(dict(baseline_metadata or {"sqlite": config.metadata_path}), sort_keys=True)
+
+    def fingerprint(node: str) -> str:
+        return (baseline_fingerprints or {}).get(node, "looked up at run time")
+
+    # The statistics the gate accepted in the latest earlier run: the baseline of drift (none on a first run).
+    previous_statistics = baselines.LatestAcceptedStatistics(
+        config.pipeline_name, metadata, fingerprint(contract.BASELINE_STATISTICS)
+    ).with_id(contract.BASELINE_STATISTICS)
+    components = [example_gen, schema_gen, statistics_gen, example_validator, previous_statistics]
     data_gate = gate.DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
-        baseline_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None,
+        baseline_statistics=previous_statistics.outputs[baselines.STATISTICS_KEY],
         split_skew=validation.split_skew,
         drift=validation.drift,
         continue_on_anomalies=validation.continue_on_anomalies,
@@ -123,26 +125,19 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(num_steps=train.train_steps),
             eval_args=tfx.proto.EvalArgs(num_steps=train.eval_steps),
             custom_config=_hparams(config, train),
-        ).with_id(f"Trainer.{task}")
-        evaluator_id = f"Evaluator.{task}"
-        baseline = None
-        if baseline_strategy is not None:
-            baseline = tfx.dsl.Resolver(
-                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-                model=tfx.dsl.Channel(
-                    type=tfx.types.standard_artifacts.Model, producer_component_id=trainer.id, output_key="model"
-                ),
-                model_blessing=tfx.dsl.Channel(
-                    type=tfx.types.standard_artifacts.ModelBlessing, producer_component_id=evaluator_id, output_key="blessing"
-                ),
-            ).with_id(f"LatestBlessedModelResolver.{task}")
+        ).with_id(contract.trainer(task))
+        baseline = baselines.LatestBlessedModel(
+            config.pipeline_name, task, metadata, fingerprint(contract.baseline_model(task))
+        ).with_id(contract.baseline_model(task))
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"] if baseline else None,
+            baseline_model=baseline.outputs[baselines.MODEL_KEY],
             schema=schema_gen.outputs["schema"],
             eval_config=eval_config,
-        ).with_id(evaluator_id)
+        ).with_id(contract.evaluator(task))
+        # TFX's Evaluator, resolving the baseline reference first (components/evaluation/executor.py).
+        evaluator.executor_spec = executor_spec.BeamExecutorSpec(evaluator_executor.Executor)
         pusher = tfx.components.Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
@@ -152,8 +147,8 @@ def create_pipeline(
                 )
             ),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
-        ).with_id(f"Pusher.{task}")
-        components += [c for c in (trainer, baseline, evaluator, pusher) if c is not None]
+        ).with_id(contract.pusher(task))
+        components += [trainer, baseline, evaluator, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_run import BETTER_SEGMENTATION, TINY_RUN_OVERRIDES, WORSE_SEGMENTATION
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
 
@@ -51,11 +52,6 @@ class PipelineRun:
     better_config: object = None
 
 
-# Only the segmentation Trainer differs between the runs below, so the classification branch is cached.
-WORSE_SEGMENTATION = ["segmentation.train_steps=2", "segmentation.epochs=1"]
-BETTER_SEGMENTATION = ["segmentation.train_steps=180", "segmentation.epochs=3"]
-
-
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
     """Runs the real pipeline (LocalDagRunner, Beam, SQLite MLMD) four times on the tiny archive (see PipelineRun)."""
@@ -64,25 +60,7 @@ def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
     from pipelines import local_runner
 
     run_dir = tmp_path_factory.mktemp("run")
-    base = [
-        "segmentation.train_steps=60",
-        "segmentation.epochs=2",
-        "segmentation.eval_steps=2",
-        "classification.train_steps=20",
-        "classification.epochs=1",
-        "classification.eval_steps=2",
-        "seg_blessing.floor=0.3",
-        # A longer-trained model is not worse by chance: a small, noisy eval split gets a wider no-regression margin.
-        "seg_blessing.tolerance=0.05",
-        "cls_blessing.floor=0.0",
-        # 20 steps teach no classifier: the fixture tests the pipeline's mechanics, not a model's quality
-        # (the degenerate-model floors are tested at unit level, tests/components/test_evaluation_metrics.py).
-        "cls_blessing.floors={}",
-        # Drift against the first run is measured even on this tiny archive (identical data: distance 0);
-        # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
-        "validation.min_examples_for_distance=1",
-        "validation.split_skew={}",
-    ]
+    base = list(TINY_RUN_OVERRIDES)
     demo = cfg.demo_config(str(tiny_archive), str(run_dir))
     config = cfg.load_config(overrides=base, base=demo)
     worse_config = cfg.load_config(overrides=base + WORSE_SEGMENTATION, base=demo)

@@ -92,7 +92,7 @@ def candidates(store: metadata_store.MetadataStore) -> list[Candidate]:
         if task and base:
             base_of[task] = base.rstrip("/")
     out = []
-    for model in sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id):
+    for model in mlmd.artifacts_of_type(store, "Model"):
         made_by = mlmd.producer(store, model.id)
         task = _task(nodes.get(made_by.id, ""), "Trainer") if made_by else None
         if task is None:

@@ -20,6 +20,7 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact, artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils
 
+from components import baselines, contract, stops
 from components import features as F
 from components.validation import checks, images
 
@@ -30,7 +31,7 @@ SCHEMA_KEY = "schema"
 ANOMALIES_KEY = "anomalies"
 BASELINE_KEY = "baseline_statistics"
 REPORT_KEY = "report"
-ACCEPTED_KEY = "accepted_statistics"
+ACCEPTED_KEY = contract.ACCEPTED_STATISTICS_KEY
 SKEW_KEY = "split_skew"
 DRIFT_KEY = "drift"
 CONTINUE_KEY = "continue_on_anomalies"
@@ -75,7 +76,7 @@ class DataGateSpec(component_spec.ComponentSpec):
     }
 
 
-class DataAnomaliesError(RuntimeError):
+class DataAnomaliesError(stops.DataStop):
     """The data broke its contract; the message lists every anomaly."""
 
 
@@ -84,7 +85,7 @@ class Executor(base_executor.BaseExecutor):
         stats_artifact = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
         anomalies_artifact = artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY])
         schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict[SCHEMA_KEY])))
-        baselines = input_dict.get(BASELINE_KEY) or []
+        baseline_statistics = baselines.resolve(input_dict.get(BASELINE_KEY))
         skew, drift = json.loads(exec_properties[SKEW_KEY]), json.loads(exec_properties[DRIFT_KEY])
         splits = artifact_utils.decode_split_names(stats_artifact.split_names)
         stats = {s: stats_artifact_utils.load_statistics(stats_artifact, s).proto() for s in splits}
@@ -118,8 +119,8 @@ class Executor(base_executor.BaseExecutor):
                 if split != TRAIN_SPLIT:
                     findings += distances(stats[split], stats[TRAIN_SPLIT], skew, f"skew {split} vs {TRAIN_SPLIT}")
         baseline_uri = None
-        if baselines:
-            baseline = baselines[0]
+        if baseline_statistics:
+            baseline = baseline_statistics[0]
             baseline_uri = baseline.uri
             for split in set(splits) & set(artifact_utils.decode_split_names(baseline.split_names)):
                 previous = stats_artifact_utils.load_statistics(baseline, split).proto()
@@ -207,7 +208,7 @@ class DataGate(base_component.BaseComponent):
         statistics: StatisticsGen's output, sliced by source.
         schema: the curated schema.
         anomalies: ExampleValidator's output for the same statistics.
-        baseline_statistics: the accepted statistics of an earlier run (a resolver's output), if any.
+        baseline_statistics: the accepted statistics of an earlier run (a LatestAcceptedStatistics reference).
         split_skew: feature -> threshold of the distance between each split and train.
         drift: feature -> threshold of the distance between this run and the baseline, split by split.
         continue_on_anomalies: record anomalies instead of failing.

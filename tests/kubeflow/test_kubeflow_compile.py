@@ -23,13 +23,17 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "kubeflow" / "config.example.yaml"
 ARGO_NAME = re.compile(r"^[a-z0-9][-a-z0-9]*$")  # Argo's rule for task and template names (lowercased, as kfp does)
 TFX_ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+TASKS = ("segmentation", "classification")
 EXPECTED_TASKS = {
     "cxr-example-gen",
     "import-schema-gen",
     "statistics-gen",
     "example-validator",
+    "latest-accepted-statistics",
     "data-gate",
     "transform",
+    "latest-blessed-model-segmentation",
+    "latest-blessed-model-classification",
     "trainer-segmentation",
     "trainer-classification",
     "evaluator-segmentation",
@@ -85,9 +89,28 @@ def test_every_node_is_a_task_with_its_upstream_dependencies(documents, tfx_pipe
                 "producerTask": runner.kubeflow_name(channel.producer_component_id),
                 "outputArtifactKey": channel.output_key,
             }
-    # The same components as the local pipeline, less the resolvers Kubeflow Pipelines cannot run.
+    # One pipeline shape everywhere: the same nodes as the local pipeline, baseline lookups included.
     local = create_pipeline(kubeflow_config, input_fingerprint="test")
-    assert {c.id for c in tfx_pipeline.components} == {c.id for c in local.components if "Resolver" not in c.id}
+    assert {c.id for c in tfx_pipeline.components} == {c.id for c in local.components}
+    # The lookups read the cluster's metadata service and, like ingestion, never answer from the cache.
+    for task in ("latest-accepted-statistics", "latest-blessed-model-segmentation", "cxr-example-gen"):
+        assert tasks[task]["cachingOptions"] == {"enableCache": False}, task
+    assert tasks["transform"]["cachingOptions"] == {"enableCache": True}
+    lookup = tasks["latest-blessed-model-classification"]["inputs"]["parameters"]
+    assert json.loads(lookup["metadata"]["runtimeValue"]["constant"]) == {
+        "host": kubeflow_config.kubeflow.metadata_host,
+        "port": kubeflow_config.kubeflow.metadata_port,
+    }
+    assert lookup["task"]["runtimeValue"]["constant"] == "classification"
+    assert lookup["pipeline_name"]["runtimeValue"]["constant"] == kubeflow_config.pipeline_name
+    assert tasks["evaluator-classification"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"] == {
+        "producerTask": "latest-blessed-model-classification",
+        "outputArtifactKey": "model",
+    }
+    assert tasks["data-gate"]["inputs"]["artifacts"]["baseline_statistics"]["taskOutputArtifact"] == {
+        "producerTask": "latest-accepted-statistics",
+        "outputArtifactKey": "statistics",
+    }
     assert tasks["transform"]["dependentTasks"] == ["cxr-example-gen", "data-gate", "import-schema-gen"]
     assert tasks["pusher-segmentation"]["dependentTasks"] == ["evaluator-segmentation", "trainer-segmentation"]
 
@@ -144,6 +167,9 @@ def test_every_task_runs_the_configured_image_and_an_importable_executor(documen
         "components.ingest.executor.Executor",
         "components.validation.gate.Executor",
         "components.promotion.pusher.Executor",
+        "components.baselines.StatisticsExecutor",
+        "components.baselines.ModelExecutor",
+        "components.evaluation.executor.Executor",
     }
 
 
@@ -213,7 +239,8 @@ def test_ingestion_runs_uncached_with_the_salt_from_a_secret(documents, kubeflow
     spec, platform = documents
     tasks = _tasks(spec)
     assert tasks["cxr-example-gen"]["cachingOptions"] == {"enableCache": False}
-    assert all(t["cachingOptions"] == {"enableCache": True} for n, t in tasks.items() if n != "cxr-example-gen")
+    uncached = {n for n, t in tasks.items() if t["cachingOptions"] != {"enableCache": True}}
+    assert uncached == {"cxr-example-gen", "latest-accepted-statistics"} | {f"latest-blessed-model-{t}" for t in TASKS}
     secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-cxr-example-gen"]["secretAsEnv"]
     assert secret == [
         {
@@ -241,10 +268,12 @@ def test_it_loads_back_with_the_kfp_sdk(compiled, documents, kubeflow_config):
 
 
 def test_local_pipeline_is_unchanged(kubeflow_config):
-    """The Kubeflow build changes nothing for local runs: resolvers kept, no platform config."""
+    """The Kubeflow build changes nothing for local runs: lookups read the run's SQLite store, no platform config."""
     local = create_pipeline(kubeflow_config, input_fingerprint="test")
-    ids = {c.id for c in local.components}
-    assert {"LatestAcceptedStatisticsResolver", "LatestBlessedModelResolver.segmentation"} <= ids
+    lookups = {c.id: c for c in local.components if c.id.startswith("Latest")}
+    assert set(lookups) == {"LatestAcceptedStatistics", "LatestBlessedModel.segmentation", "LatestBlessedModel.classification"}
+    for lookup in lookups.values():
+        assert json.loads(lookup.exec_properties["metadata"]) == {"sqlite": kubeflow_config.metadata_path}
     assert all(getattr(c, "platform_config", None) is None for c in local.components)
 
 

@@ -245,7 +245,10 @@ def _custom_config(spec: dict, task: str) -> dict:
 
 def test_workers_above_one_compile_that_trainer_to_the_tfjob_executor(kubeflow_config, documents):
     config = cfg.load_config(str(EXAMPLE_CONFIG), ["kubeflow.segmentation.workers=2"])
-    spec, _ = runner.compile_spec(config)
+    spec, platform = runner.compile_spec(config)
+    # The task pod's node selector goes to the workers (a GPU pool would never schedule a pod without GPUs).
+    selectors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "exec-trainer-segmentation" not in selectors and "exec-trainer-classification" in selectors
     executors = spec["deploymentSpec"]["executors"]
 
     def executor_class(task: str) -> str:

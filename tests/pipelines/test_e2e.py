@@ -23,24 +23,24 @@ EXPECTED_NODES = {
     "StatisticsGen",
     "ImportSchemaGen",
     "ExampleValidator",
-    "LatestAcceptedStatisticsResolver",
+    "LatestAcceptedStatistics",
     "DataGate",
     "Transform",
     "Trainer.segmentation",
     "Trainer.classification",
-    "LatestBlessedModelResolver.segmentation",
-    "LatestBlessedModelResolver.classification",
+    "LatestBlessedModel.segmentation",
+    "LatestBlessedModel.classification",
     "Evaluator.segmentation",
     "Evaluator.classification",
     "Pusher.segmentation",
     "Pusher.classification",
 }
-# On a rerun the resolvers hand the first run's blessed models and accepted statistics on as baselines: new
-# inputs, so resolvers, the data gate, evaluators and pushers run again; everything else comes from the cache.
+# On a rerun the lookups find the first run's blessed models and accepted statistics (new answers, so new cache
+# keys): lookups, the data gate, evaluators and pushers run again; everything else comes from the cache.
 RERUN_NODES = {
     n
     for n in EXPECTED_NODES
-    if n.split(".")[0] in ("LatestBlessedModelResolver", "Evaluator", "Pusher", "LatestAcceptedStatisticsResolver", "DataGate")
+    if n.split(".")[0] in ("LatestBlessedModel", "Evaluator", "Pusher", "LatestAcceptedStatistics", "DataGate")
 }
 
 

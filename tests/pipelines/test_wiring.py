@@ -25,25 +25,25 @@ def test_components_and_dependencies(config):
     by_id = {c.id: c for c in pipeline.components}
     assert set(by_id) == {
         "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "LatestAcceptedStatisticsResolver", "DataGate",
+        "LatestAcceptedStatistics", "DataGate",
         "Trainer.segmentation", "Trainer.classification",
-        "LatestBlessedModelResolver.segmentation", "LatestBlessedModelResolver.classification",
+        "LatestBlessedModel.segmentation", "LatestBlessedModel.classification",
         "Evaluator.segmentation", "Evaluator.classification", "Pusher.segmentation", "Pusher.classification",
     }  # fmt: skip
     assert _upstream(by_id["StatisticsGen"]) == {"CxrExampleGen", "ImportSchemaGen"}
     assert _upstream(by_id["ExampleValidator"]) == {"StatisticsGen", "ImportSchemaGen"}
     # The gate reads the accepted statistics of earlier runs without depending on itself in this one.
-    assert _upstream(by_id["LatestAcceptedStatisticsResolver"]) == set()
+    assert _upstream(by_id["LatestAcceptedStatistics"]) == set()
     # The gate also reads the Examples, to decode a sample of their images (TFDV's image statistics skip small runs).
     assert _upstream(by_id["DataGate"]) == {
-        "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "LatestAcceptedStatisticsResolver"
+        "CxrExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "LatestAcceptedStatistics"
     }  # fmt: skip
     # Transform waits for the gate's verdict: anomalies stop the run before it.
     assert _upstream(by_id["Transform"]) == {"CxrExampleGen", "ImportSchemaGen", "DataGate"}
     for task in ("segmentation", "classification"):
         assert _upstream(by_id[f"Trainer.{task}"]) == {"Transform", "ImportSchemaGen"}
         assert _upstream(by_id[f"Evaluator.{task}"]) == {
-            "CxrExampleGen", f"Trainer.{task}", f"LatestBlessedModelResolver.{task}", "ImportSchemaGen"
+            "CxrExampleGen", f"Trainer.{task}", f"LatestBlessedModel.{task}", "ImportSchemaGen"
         }  # fmt: skip
         # Only blessed models are pushed: the Pusher needs the Evaluator's blessing.
         assert _upstream(by_id[f"Pusher.{task}"]) == {f"Trainer.{task}", f"Evaluator.{task}"}

@@ -1,0 +1,153 @@
+"""The compiled Kubeflow pipeline executed end to end by `cxr kubeflow local-run`, three times into one store.
+
+The configuration is a Kubeflow one (gs:// run directory, sources and push destination on gcp-storage-emulator,
+the salt from a Secret); the tiny demo archive is uploaded to the emulator. Runs: the first (no baselines: both
+models blessed on their floors and pushed), the same file again (its lookups hand on the first run's accepted
+statistics and blessed models: drift measured, no-regression comparison), and a file compiled with a barely
+trained segmentation model (worse than the blessed one: refused, not pushed).
+
+The pipeline root is a local directory (`--pipeline-root`): TensorFlow's own GCS filesystem, which the TFX
+components write through, has Google's endpoints built in and cannot reach an emulator (README, Kubeflow 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from gcs_emulator import gcs_emulator, upload_tree
+from tiny_run import TINY_RUN_OVERRIDES, WORSE_SEGMENTATION
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "cxr-local-run"
+REPO = Path(__file__).resolve().parents[2]
+SALT = "local-run-test-salt"
+KUBEFLOW = [
+    "kubeflow.image=cxr-pipeline:test",
+    f"kubeflow.schema_dir={REPO / 'schemas'}",
+    "kubeflow.salt_secret=cxr-id-salt",
+    "kubeflow.segmentation.gpus=0",
+    "kubeflow.classification.gpus=0",
+]
+
+
+@dataclasses.dataclass
+class KfpRuns:
+    config: object
+    work_dir: Path
+    first: dict
+    second: dict
+    worse: dict
+    versions: list[dict[str, list[int]]]  # complete serving versions per model after each run
+
+
+@pytest.fixture(scope="module")
+def kfp_runs(tiny_archive, tmp_path_factory) -> KfpRuns:
+    from components.promotion.versions import list_versions
+    from kubeflow import local_run, runner
+    from pipelines import config as cfg
+
+    tmp = tmp_path_factory.mktemp("kfp")
+    secrets = tmp / "secrets" / "cxr-id-salt"
+    secrets.mkdir(parents=True)
+    (secrets / "salt").write_text(SALT)
+    with gcs_emulator(BUCKET) as bucket:
+        upload_tree(tiny_archive, f"{bucket}/archive")
+        demo = cfg.demo_config(f"{bucket}/archive", f"{bucket}/run")
+        base = TINY_RUN_OVERRIDES + KUBEFLOW + [f"push.base_dir={bucket}/serving"]
+        config = cfg.load_config(overrides=base, base=demo)
+        config.kubeflow.beam_args = ["--direct_running_mode=in_memory"]
+        worse = cfg.load_config(overrides=base + WORSE_SEGMENTATION, base=demo)
+        worse.kubeflow.beam_args = list(config.kubeflow.beam_args)
+        package = runner.compile(config, str(tmp / "pipeline.yaml"))
+        worse_package = runner.compile(worse, str(tmp / "pipeline-worse.yaml"))
+        results, versions = [], []
+        for path in (package, package, worse_package):
+            results.append(
+                local_run.run(
+                    path, str(tmp / "work"), pipeline_root=str(tmp / "root"), secrets_dir=str(tmp / "secrets"), echo=print
+                )
+            )
+            versions.append({t: list_versions(posixpath.join(config.serving_dir, t)) for t in ("segmentation", "classification")})
+    return KfpRuns(config, tmp / "work", *results, versions=versions)
+
+
+def _store(kfp_runs):
+    from components import mlmd
+
+    return mlmd.connect(os.path.join(kfp_runs.work_dir, "metadata.sqlite"))
+
+
+def _outputs(kfp_runs, run: dict, task: str) -> dict:
+    from components import mlmd
+
+    (execution_id,) = [t["execution_id"] for t in run["tasks"] if t["task"] == task]
+    return mlmd.outputs(_store(kfp_runs), execution_id)
+
+
+def _value(artifact, key):
+    from components import mlmd
+
+    return mlmd.value(artifact, key)
+
+
+def test_every_task_completes_and_the_first_run_pushes_both_models(kfp_runs):
+    for run in (kfp_runs.first, kfp_runs.second, kfp_runs.worse):
+        assert len(run["tasks"]) == 15
+        assert {t["state"] for t in run["tasks"]} == {"COMPLETE"}
+    first = kfp_runs.versions[0]
+    assert len(first["segmentation"]) == 1 and len(first["classification"]) == 1, first
+    for task in ("segmentation", "classification"):
+        (reference,) = _outputs(kfp_runs, kfp_runs.first, f"latest-blessed-model-{task}")["model"]
+        assert _value(reference, "baseline_found") == 0  # a first run has no baseline: floors alone
+        (blessing,) = _outputs(kfp_runs, kfp_runs.first, f"evaluator-{task}")["blessing"]
+        assert _value(blessing, "blessed") == 1 and _value(blessing, "baseline_model") is None
+
+
+def test_the_second_run_compares_with_the_first_runs_model_and_statistics(kfp_runs):
+    for task in ("segmentation", "classification"):
+        (first_model,) = _outputs(kfp_runs, kfp_runs.first, f"trainer-{task}")["model"]
+        (reference,) = _outputs(kfp_runs, kfp_runs.second, f"latest-blessed-model-{task}")["model"]
+        assert _value(reference, "baseline_artifact_id") == first_model.id
+        # The Evaluator's blessing names the baseline it was compared with: the first run's model itself.
+        (blessing,) = _outputs(kfp_runs, kfp_runs.second, f"evaluator-{task}")["blessing"]
+        assert _value(blessing, "baseline_model") == first_model.uri
+    (accepted,) = _outputs(kfp_runs, kfp_runs.first, "data-gate")["accepted_statistics"]
+    (report,) = _outputs(kfp_runs, kfp_runs.second, "data-gate")["report"]
+    gate = json.loads(Path(report.uri, "report.json").read_text())
+    assert gate["baseline_statistics"] == accepted.uri
+    assert gate["skipped"] == [] and gate["anomalies"] == []  # drift against the first run measured: none
+    (first_report,) = _outputs(kfp_runs, kfp_runs.first, "data-gate")["report"]
+    assert json.loads(Path(first_report.uri, "report.json").read_text())["baseline_statistics"] is None
+
+
+def test_a_worse_segmentation_model_is_not_pushed(kfp_runs):
+    (blessing,) = _outputs(kfp_runs, kfp_runs.worse, "evaluator-segmentation")["blessing"]
+    assert _value(blessing, "blessed") == 0
+    (pushed,) = _outputs(kfp_runs, kfp_runs.worse, "pusher-segmentation")["pushed_model"]
+    assert _value(pushed, "pushed") == 0
+    assert kfp_runs.versions[2]["segmentation"] == kfp_runs.versions[1]["segmentation"]
+
+
+def test_models_and_lineage_read_the_kubeflow_layout(kfp_runs):
+    from pipelines.cli import main
+
+    listed = CliRunner().invoke(main, ["models", "list", "--run-dir", str(kfp_runs.work_dir), "--json"])
+    assert listed.exit_code == 0, listed.output
+    models = json.loads(listed.output)
+    text = json.dumps(models)
+    assert "segmentation" in text and "classification" in text
+    traced = CliRunner().invoke(main, ["lineage", "segmentation", "--run-dir", str(kfp_runs.work_dir), "--json"])
+    assert traced.exit_code == 0, traced.output
+    chain = json.loads(traced.output)
+    assert chain["model"]["task"] == "segmentation"
+    assert chain["training"]["node"] == "Trainer.segmentation"
+    assert chain["training"]["run_fn"] == "components.trainer.segmentation.run_fn"
+    assert chain["transform"]["preprocessing_fn"] == "components.transform.preprocessing.preprocessing_fn"
+    assert set(chain["examples"]["sources"]) == {s.name for s in kfp_runs.config.sources}

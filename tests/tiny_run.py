@@ -1,0 +1,27 @@
+"""The settings of the shared tiny pipeline runs (tests/conftest.py's local one, tests/kubeflow's local-run one)."""
+
+from __future__ import annotations
+
+TINY_RUN_OVERRIDES = [
+    "segmentation.train_steps=60",
+    "segmentation.epochs=2",
+    "segmentation.eval_steps=2",
+    "classification.train_steps=20",
+    "classification.epochs=1",
+    "classification.eval_steps=2",
+    "seg_blessing.floor=0.3",
+    # A longer-trained model is not worse by chance: a small, noisy eval split gets a wider no-regression margin.
+    "seg_blessing.tolerance=0.05",
+    "cls_blessing.floor=0.0",
+    # 20 steps teach no classifier: the runs test the pipeline's mechanics, not a model's quality
+    # (the degenerate-model floors are tested at unit level, tests/components/test_evaluation_metrics.py).
+    "cls_blessing.floors={}",
+    # Drift against the first run is measured even on this tiny archive (identical data: distance 0);
+    # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
+    "validation.min_examples_for_distance=1",
+    "validation.split_skew={}",
+]
+# Only the segmentation Trainer differs between these runs and the first, so the classification branch is cached
+# (locally).
+WORSE_SEGMENTATION = ["segmentation.train_steps=2", "segmentation.epochs=1"]
+BETTER_SEGMENTATION = ["segmentation.train_steps=180", "segmentation.epochs=3"]
