@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint image clean chromium
+.PHONY: demo test test-fast lint image clean chromium
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit loop: everything but the tests marked slow (no pipeline runs, no subprocesses of cxr).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 # The review app's browser test drives Debian's chromium (Playwright never downloads a browser here). Installed
 # once when missing, as root or with sudo; if that fails the browser test is skipped and says why.

@@ -7,10 +7,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
+from components import stops
+from pipelines import console
 
 # TFX's own progress lines, let through while the rest of absl's INFO chatter is hidden.
 _PROGRESS_PREFIXES = ("Component ", "A cached execution", "Going to run a new execution")
@@ -37,11 +40,70 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging, including TFX and Beam.")
-def main(verbose: bool) -> None:
+class _Cxr(click.Group):
+    """Ends every command the same way: an expected stop prints its message and exits with its code (README, "Exit
+    codes"); an unexpected error prints one line naming the log that holds its traceback (-v: the traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except stops.PipelineStop as e:
+            click.echo(f"cxr: stopped: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except Exception as e:
+            if (ctx.obj or {}).get("verbose"):
+                raise
+            log = console.last_log() or _crash_log(e)
+            first = (str(e).strip().splitlines() or [""])[0]
+            click.echo(f"cxr: unexpected error: {type(e).__name__}: {first} (traceback in {log})", err=True)
+            ctx.exit(stops.UNEXPECTED)
+
+
+def _crash_log(error: BaseException) -> str:
+    """Writes the traceback of an error raised outside a run (no run log) to a file of its own; returns its path."""
+    import tempfile
+    import traceback
+
+    path = os.path.join(tempfile.gettempdir(), f"cxr-{console.run_id()}.log")
+    with open(path, "w") as f:
+        f.write("".join(traceback.format_exception(error)))
+    return path
+
+
+@click.group(cls=_Cxr)
+@click.option("-v", "--verbose", is_flag=True, help="Show everything (TFX, Beam, TensorFlow) and tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """cxr-pipeline: a TFX pipeline for chest X-rays."""
+    ctx.obj = {"verbose": verbose}
     _setup_logging(verbose)
+    if not verbose:
+        console.quiet_imports()
+
+
+def _verbose() -> bool:
+    return bool((click.get_current_context().find_root().obj or {}).get("verbose"))
+
+
+def _run_pipeline(config, to_nodes: list[str] | None = None, before: Callable[[], None] | None = None) -> None:
+    """Runs the pipeline with the quiet console (pipelines/console.py) and prints where everything is."""
+    from pipelines import local_runner
+
+    start = time.monotonic()
+    with console.RunConsole(config.run_dir, verbose=_verbose()) as out:
+        out.echo(f"cxr: pipeline {config.pipeline_name} into {os.path.abspath(config.run_dir)}")
+        out.echo(f"     full log: {out.log_path}")
+        if before is not None:
+            before()
+        try:
+            outputs = local_runner.run(config, to_nodes=to_nodes)
+        except ValueError as e:
+            if to_nodes and "unknown nodes" in str(e):
+                raise click.BadParameter(str(e), param_hint="--to") from e
+            raise
+    _print_outputs(outputs, time.monotonic() - start)
 
 
 @main.command("generate-demo-data")
@@ -103,17 +165,13 @@ def _demo_archive(data_dir: str, n_per_source: int, size: int) -> None:
 def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...]) -> None:
     """Generate the demo archive and run the whole pipeline locally on it."""
     from pipelines import config as cfg
-    from pipelines import local_runner
 
-    start = time.monotonic()
     data_dir = os.path.join(os.path.abspath(run_dir), "demo_data")
-    _demo_archive(data_dir, n_per_source, size)
     config = cfg.load_config(overrides=overrides, base=cfg.demo_config(data_dir, run_dir))
     # The phantoms are nobody: a fixed salt gives every fresh demo the same patient split, hence the same models
     # and verdicts (a random one per run directory made the demo's small eval split, and its outcome, vary).
     os.environ.setdefault(config.salt_env, cfg.DEMO_SALT)
-    outputs = local_runner.run(config)
-    _print_outputs(outputs, time.monotonic() - start)
+    _run_pipeline(config, before=lambda: _demo_archive(data_dir, n_per_source, size))
 
 
 @main.command()
@@ -128,11 +186,8 @@ def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...])
 def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...]) -> None:
     """Run the pipeline described by a YAML config file."""
     from pipelines import config as cfg
-    from pipelines import local_runner
 
-    start = time.monotonic()
-    outputs = local_runner.run(cfg.load_config(config_path, overrides), to_nodes=list(to_nodes) or None)
-    _print_outputs(outputs, time.monotonic() - start)
+    _run_pipeline(cfg.load_config(config_path, overrides), to_nodes=list(to_nodes) or None)
 
 
 @main.command()
@@ -329,14 +384,14 @@ def _serving_options(f):
 
 
 def _load_predictor(model_specs, cache_dir, run_dir, config_path, metadata_host, metadata_port):
-    from components.serving import models as serving_models
+    from components.serving import models as serving_models  # ModelNotFound: an expected stop (exit 7)
     from components.serving.predict import Predictor
 
     store = _open_store(run_dir, config_path, metadata_host, metadata_port)
     try:
         refs = serving_models.resolve(store, model_specs)
         return Predictor.load(refs, cache_dir)
-    except (serving_models.ModelNotFound, ValueError) as e:
+    except ValueError as e:
         raise click.ClickException(str(e)) from e
 
 

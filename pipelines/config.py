@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from components import stops
 from components.ingest.beam_ingest import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
 from components.reporting.options import ReportOptions
@@ -385,7 +386,21 @@ def load_config(
     """Defaults (or `base`), then the YAML file at `path`, then `key.sub=value` overrides, in that order.
 
     Strings in the file may use ${VAR} and ${VAR:-default} (see expand_env).
+
+    Raises:
+      components.stops.ConfigError (a ValueError): the file cannot be read or parsed, a key is unknown, a value
+        is invalid; the message says which.
     """
+    try:
+        return _load(path, overrides, base)
+    except stops.ConfigError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as e:
+        where = f"{path}: " if path else ""
+        raise stops.ConfigError(f"{where}{e}") from e
+
+
+def _load(path: str | None, overrides: list[str] | tuple[str, ...], base: PipelineConfig | None) -> PipelineConfig:
     raw: dict[str, Any] = to_dict(base) if base else {}
     if path:
         with open(path) as f:

@@ -26,6 +26,8 @@ import socket
 import sys
 from collections.abc import Iterator
 
+from components import stops
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".cxr.lock"
@@ -53,7 +55,7 @@ class Holder:
         return cls(pid=os.getpid(), host=socket.gethostname(), started=started, command=command)
 
 
-class RunDirectoryBusy(RuntimeError):
+class RunDirectoryBusy(stops.RunDirectoryBusy):
     """Another run holds the run directory; the message names it (pid, host, since when, its command)."""
 
     def __init__(self, run_dir: str, holder: Holder | None):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from components import stops
 from components.ingest import accounting
 from components.ingest.sources import RecordRef, SourceConfig, make_source
 
@@ -44,13 +45,17 @@ def list_sources(sources: list[SourceConfig]) -> tuple[list[RecordRef], Listing]
     under the root (accounting.claims).
 
     Raises:
-      FileNotFoundError, ValueError: a source's layout is missing or unknown (configuration errors fail fast).
+      components.stops.InputStop: a source's root or the files its layout needs are missing (fails fast).
+      ValueError: a source's kind is unknown.
     """
     refs: list[RecordRef] = []
     listing = Listing(rejected=[])
     for config in sources:
         source = make_source(config)
-        src_refs, src_rejected = source.list_records()
+        try:
+            src_refs, src_rejected = source.list_records()
+        except FileNotFoundError as e:
+            raise stops.InputStop(f"source {config.name}: {e}") from e
         src_rejected = [*src_rejected, *source.unreferenced_files(src_refs, src_rejected)]
         listing.claims[config.name] = accounting.claims(source, src_refs, src_rejected)
         logger.info(
@@ -91,8 +96,8 @@ def write_report(
     count against max_quarantine_fraction.
 
     Raises:
-      RuntimeError: a source's quarantined share passes options.max_quarantine_fraction, a source wrote
-        nothing, or the accounting does not add up (a record was lost). The files are written first.
+      components.stops.InputStop: a source's quarantined share passes options.max_quarantine_fraction, a source wrote
+        nothing; RuntimeError: the accounting does not add up (a record was lost). The files are written first.
     """
     tallies = read_json_lines(posixpath.join(work_uri, "tally*.jsonl"))
     by_kind: dict[str, list[Any]] = {"listed": [], "quarantined": [], "written": [], "duplicates": []}
@@ -173,10 +178,10 @@ def write_report(
                 f"for {s['listed']} listed ({s['written_files']} + {s['quarantined_files']} files for {s['listed_files']})"
             )
         if s["quarantined_fraction"] > options.max_quarantine_fraction:
-            raise RuntimeError(
+            raise stops.InputStop(
                 f"source {name}: {s['quarantined']} of {s['listed']} inputs quarantined, more than the allowed "
                 f"{options.max_quarantine_fraction:.0%}; reasons: {s['reasons']} (see {report_uri}/{QUARANTINE_FILE})"
             )
         if s["written"] == 0:
-            raise RuntimeError(f"source {name}: no image could be ingested; reasons: {s['reasons']}")
+            raise stops.InputStop(f"source {name}: no image could be ingested; reasons: {s['reasons']}")
     return report

@@ -13,6 +13,7 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
+from components import stops
 from components.ingest import storage
 from components.promotion import registry, versions
 
@@ -30,7 +31,7 @@ REQUIRED_SIGNATURES = {
 }
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(stops.NothingToServe):
     """No pushed version matches what was asked for; the message says what exists and what to do instead."""
 
 

@@ -16,6 +16,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components import features as F
+from components import progress
 from components.trainer.hparams import HParams  # noqa: F401 - the trainers' entry points read it from here
 
 logger = logging.getLogger(__name__)
@@ -180,12 +181,25 @@ def example_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.zip((ds, seeds))
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """Reports each finished epoch (its loss and validation metrics) to components/progress.py."""
+
+    def __init__(self, what: str, epochs: int):
+        super().__init__()
+        self.what, self.epochs = what, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        numbers = {k: float(v) for k, v in (logs or {}).items() if k == "loss" or k.startswith("val_")}
+        progress.report(self.what, epoch + 1, self.epochs, numbers)
+
+
 def callbacks(fn_args: Any, hparams: HParams, monitor: str | None, mode: str) -> list[keras.callbacks.Callback]:
     """TensorBoard and checkpoints; with a monitor (a validation metric), early stopping that keeps the best weights."""
     out: list[keras.callbacks.Callback] = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
         keras.callbacks.ModelCheckpoint(os.path.join(fn_args.model_run_dir, "checkpoints", "ckpt"), save_weights_only=True),
     ]
+    out.append(EpochProgress("training", hparams.epochs))  # the terminal's progress line (cxr run)
     if monitor:
         out.append(
             keras.callbacks.EarlyStopping(

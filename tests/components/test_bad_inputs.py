@@ -24,6 +24,7 @@ from PIL import Image, ImageFile
 from pydicom.dataset import FileMetaDataset
 
 from components import features as F
+from components import stops
 from components.ingest import beam_ingest as B
 from components.ingest import imaging
 from components.ingest.sources import DecodedRecord, RecordRef, Source, SourceConfig
@@ -297,7 +298,8 @@ def test_quarantine_share_past_the_limit_fails_naming_the_source(ingested, tmp_p
     runner_up = max(v for n, v in fractions.items() if n != worst)
     assert fractions[worst] > runner_up
     options = B.IngestOptions(max_side=96, max_quarantine_fraction=(fractions[worst] + runner_up) / 2)
-    with pytest.raises(RuntimeError, match=rf"^source {worst}: \d+ of \d+ inputs quarantined, more than the allowed"):
+    # An expected stop (cxr exits with InputStop's code, README "exit codes"), not a crash.
+    with pytest.raises(stops.InputStop, match=rf"^source {worst}: \d+ of \d+ inputs quarantined, more than the allowed"):
         B.write_report(str(tmp_path), ingested["sources"], ingested["rejected"], str(ingested["root"] / "work"), options)
     assert (tmp_path / "report.json").exists() and (tmp_path / "quarantine.jsonl").exists()
 

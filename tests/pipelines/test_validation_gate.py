@@ -8,9 +8,11 @@ import os
 import shutil
 
 import pytest
+from cli_run import cxr, write_config
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import stops
 from components.validation import gate
 from pipelines import config as cfg
 from pipelines import local_runner
@@ -50,9 +52,12 @@ def test_anomaly_stops_before_transform_unless_switched_to_continue(tiny_archive
     assert _inject_bad_ages(str(data / "nih")) > 0
     config = cfg.demo_config(str(data), str(tmp_path / "run"))
 
-    with pytest.raises(RuntimeError) as stopped:
-        local_runner.run(config, to_nodes=["Transform"])
-    message = str(stopped.value)
+    # Through the command line, as an operator meets it: the findings, exit code 4, no traceback.
+    stopped = cxr("run", "--config", write_config(config, tmp_path / "config.yaml"), "--to", "Transform")
+    assert stopped.code == stops.DataStop.exit_code == 4, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr and "Traceback" not in stopped.stdout
+    message = stopped.stderr
+    assert message.startswith("cxr: stopped: data validation:"), message
     assert "source nih: age_years:" in message and BAD_AGE in message, message
     assert "validation.continue_on_anomalies=true" in message
     for other in ("montgomery", "shenzhen"):

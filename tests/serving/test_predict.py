@@ -249,7 +249,8 @@ def test_predict_without_production_says_what_to_do(pipeline_run, store, tmp_pat
     monkeypatch.setattr(registry, "production_version", lambda _store, _name: None)
     Image.fromarray(render_phantom(1, 64).image).save(tmp_path / "x.png")
     result = _cxr(pipeline_run, "predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1
+    assert result.exit_code == 7  # an expected stop: nothing in production (README, exit codes), no traceback
+    assert "Traceback" not in result.stderr
     assert "no production version of segmentation: run `cxr promote segmentation VERSION` first, or use --model latest" in (
         result.stderr
     )
