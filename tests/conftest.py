@@ -13,6 +13,35 @@ import components  # noqa: F401 - Keras 2 before TensorFlow
 
 SAMPLES_ENV = "CXR_SAMPLES_DIR"
 
+# Modules whose tests each run Beam, TFDV or a process of their own, and single tests that run TFMA ("test_tfma_*")
+# or build big models (seconds each): marked slow here in one place, so that `make test-fast` (-m "not slow")
+# stays an edit loop of about a minute.
+SLOW_MODULES = {
+    "test_transform",
+    "test_schema",
+    "test_leakage",
+    "test_beam_ingest",
+    "test_bad_inputs",
+    "test_gate_images",
+    "test_storage_gcs",
+    "test_sources_more",
+    "test_kubeflow_entrypoint",
+}
+SLOW_TESTS = {
+    "test_the_executor_runs_tfx_trainer_in_the_tfjob_workers",  # a worker process runs TFX's Trainer
+    "test_classifier_shapes_and_ranges",  # builds DenseNet121 and ResNet50
+    "test_classifier_loads_local_no_top_weights",
+    "test_classifier_softmax_and_alpha",
+    "test_masked_auc_ignores_unknown_labels",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        name = item.originalname
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or name in SLOW_TESTS or name.startswith("test_tfma_"):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
