@@ -35,8 +35,8 @@ def _setup_logging(verbose: bool) -> None:
     if not verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_ProgressFilter())
-        for noisy in ("tensorflow", "apache_beam", "ml_metadata"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        for noisy in ("tensorflow", "apache_beam", "ml_metadata"):  # deprecation notices and the like: -v shows them
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

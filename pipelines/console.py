@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 from typing import IO, Any
@@ -84,6 +85,8 @@ class RunConsole:
         self._tee: threading.Thread | None = None
         self._handlers: list[logging.Handler] = []
         self._progress_open = False
+        self._saved_progress_env: str | None = None
+        self.progress_dir = ""
         self._echo_lock = threading.Lock()
         self._isatty = False
         self.current_node = ""
@@ -126,6 +129,11 @@ class RunConsole:
         self._warnings_level = logging.getLogger("py.warnings").level
         logging.getLogger("py.warnings").setLevel(logging.WARNING)  # into the log
         progress.set_sink(self._progress)
+        # Beam's worker processes (started by this one) count the records they read into this directory.
+        self.progress_dir = os.path.join(os.path.dirname(self.log_path), f"progress-{self.run_id}")
+        os.makedirs(self.progress_dir, exist_ok=True)
+        self._saved_progress_env = os.environ.get(progress.DIR_ENV)
+        os.environ[progress.DIR_ENV] = self.progress_dir
         logger.info("cxr run %s, log %s", self.run_id, self.log_path)
         self._watcher = _Watcher(self, os.path.join(self.run_dir, "metadata.sqlite"))
         self._watcher.thread.start()
@@ -138,6 +146,11 @@ class RunConsole:
         self._watcher.thread.join(timeout=10)
         self._watcher.poll()  # what finished since the last look
         progress.set_sink(None)
+        if self._saved_progress_env is None:
+            os.environ.pop(progress.DIR_ENV, None)
+        else:
+            os.environ[progress.DIR_ENV] = self._saved_progress_env
+        shutil.rmtree(self.progress_dir, ignore_errors=True)
         self._end_progress()
         root = logging.getLogger()
         root.handlers = self._replaced
@@ -164,15 +177,18 @@ class RunConsole:
 
     def _progress(self, what: str, done: int, total: int, numbers: dict[str, float]) -> None:
         node = self.current_node or what
+        unit = "epoch" if what == "training" else "images"
         figures = "  ".join(f"{k} {v:.3g}" for k, v in sorted(numbers.items()))
         bar = "#" * int(20 * done / max(total, 1))
-        logger.info("%s: epoch %d/%d %s", node, done, total, figures)
-        if not self._isatty:  # a log or a CI page: the node's line says how training went
+        if what == "training":
+            logger.info("%s: epoch %d/%d %s", node, done, total, figures)
+        if not self._isatty:  # a log or a CI page: the node's line says how it went
             return
-        assert self._terminal is not None
-        self._terminal.write(f"\r    {node}: epoch {done}/{total} [{bar:<20}] {figures}\x1b[K")
-        self._terminal.flush()
-        self._progress_open = True
+        with self._echo_lock:
+            assert self._terminal is not None
+            self._terminal.write(f"\r    {node}: {unit} {done}/{total} [{bar:<20}] {figures}".rstrip() + "\x1b[K")
+            self._terminal.flush()
+            self._progress_open = True
 
     def _end_progress(self) -> None:
         if self._progress_open and self._terminal is not None:
@@ -215,6 +231,10 @@ class _Watcher:
     def _loop(self) -> None:
         while not self.stop.wait(self.POLL_S):
             self.poll()
+            if self.console.current_node == contract.EXAMPLE_GEN:
+                counted = progress.read(progress.INGEST, self.console.progress_dir)
+                if counted is not None:
+                    self.console._progress("ingest", *counted, {})
 
     def poll(self) -> None:
         try:

@@ -19,6 +19,7 @@ from apache_beam.io import filebasedsink, tfrecordio
 from apache_beam.io.filesystem import CompressionTypes
 
 from components import features as F
+from components import progress
 from components.ingest import imaging
 
 # Listing and the report live in report.py; their names stay importable from here, where callers find them.
@@ -126,8 +127,10 @@ class ReadRecord(beam.DoFn):
 
     def setup(self) -> None:
         self._sources = {c.name: make_source(c) for c in self._configs}
+        self._done = progress.Counter(progress.INGEST)  # the terminal's progress line (cxr run); nothing elsewhere
 
     def process(self, ref: RecordRef) -> Iterator[Any]:
+        self._done.tick()
         try:
             result = self._convert(ref)
         except imaging.ImageError as e:

@@ -14,6 +14,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
+from components import progress
 from components.ingest import accounting, beam_ingest
 from components.ingest import spec as C
 from components.ingest.sources import SourceConfig
@@ -41,6 +42,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(examples, "tfrecords_gzip")
 
         refs, listing = beam_ingest.list_sources(sources)
+        progress.set_total(progress.INGEST, len(refs))
         work_uri = posixpath.join(report.uri, "_work")
         logger.info("CxrExampleGen: reading %d records from %d sources", len(refs), len(sources))
         with self._make_beam_pipeline() as pipeline:

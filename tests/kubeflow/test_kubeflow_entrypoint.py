@@ -72,4 +72,5 @@ def test_cxr_example_gen_runs_through_the_kubeflow_entrypoint(kubeflow_config, t
     examples_dir = tmp_path / "outputs" / "examples"
     assert {p.name for p in examples_dir.iterdir()} == {"Split-train", "Split-eval"}
     assert all(any(split.iterdir()) for split in examples_dir.iterdir())
-    assert {p.name for p in (tmp_path / "outputs" / "ingest_report").iterdir()} == {"report.json", "quarantine.jsonl", "files.jsonl"}
+    report_files = {p.name for p in (tmp_path / "outputs" / "ingest_report").iterdir()}
+    assert report_files == {"report.json", "quarantine.jsonl", "files.jsonl"}
