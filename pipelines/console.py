@@ -86,6 +86,9 @@ class RunConsole:
         self._handlers: list[logging.Handler] = []
         self._progress_open = False
         self._saved_progress_env: str | None = None
+        self._replaced: list[logging.Handler] | None = None
+        self._level = logging.WARNING
+        self._warnings_level = logging.NOTSET
         self.progress_dir = ""
         self._echo_lock = threading.Lock()
         self._isatty = False
@@ -97,6 +100,16 @@ class RunConsole:
         global _last_log
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         _last_log = self.log_path
+        self._watcher = _Watcher(self, os.path.join(self.run_dir, "metadata.sqlite"))
+        self._redirect()
+        try:
+            self._start()
+        except BaseException:  # leave the terminal as it was, or the error's message would go to the log
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _redirect(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         self._saved = [os.dup(1), os.dup(2)]
@@ -117,6 +130,8 @@ class RunConsole:
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.close(log_fd)
+
+    def _start(self) -> None:
         root = logging.getLogger()
         handler = logging.StreamHandler(sys.stderr)  # fd 2: the log (and the terminal with verbose)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -135,27 +150,28 @@ class RunConsole:
         self._saved_progress_env = os.environ.get(progress.DIR_ENV)
         os.environ[progress.DIR_ENV] = self.progress_dir
         logger.info("cxr run %s, log %s", self.run_id, self.log_path)
-        self._watcher = _Watcher(self, os.path.join(self.run_dir, "metadata.sqlite"))
         self._watcher.thread.start()
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is not None:  # the traceback stays in the log; the command line prints one line (pipelines/cli.py)
             logger.error("the run stopped: %s: %s", exc_type.__name__ if exc_type else "", exc, exc_info=(exc_type, exc, tb))
         self._watcher.stop.set()
-        self._watcher.thread.join(timeout=10)
+        if self._watcher.thread.is_alive():
+            self._watcher.thread.join(timeout=10)
         self._watcher.poll()  # what finished since the last look
         progress.set_sink(None)
         if self._saved_progress_env is None:
             os.environ.pop(progress.DIR_ENV, None)
         else:
             os.environ[progress.DIR_ENV] = self._saved_progress_env
-        shutil.rmtree(self.progress_dir, ignore_errors=True)
+        if self.progress_dir:
+            shutil.rmtree(self.progress_dir, ignore_errors=True)
         self._end_progress()
-        root = logging.getLogger()
-        root.handlers = self._replaced
-        root.setLevel(self._level)
-        logging.getLogger("py.warnings").setLevel(self._warnings_level)
+        if self._replaced is not None:
+            root = logging.getLogger()
+            root.handlers = self._replaced
+            root.setLevel(self._level)
+            logging.getLogger("py.warnings").setLevel(self._warnings_level)
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(self._saved[0], 1)
@@ -225,8 +241,12 @@ class _Watcher:
         return mlmd.connect(self.metadata_path) if os.path.exists(self.metadata_path) else None
 
     def _latest_id(self) -> int:
-        store = self._store()
-        return max((e.id for e in store.get_executions()), default=0) if store else 0
+        try:
+            store = self._store()
+            return max((e.id for e in store.get_executions()), default=0) if store else 0
+        except Exception as e:  # a store that cannot be read: the run will say so itself
+            logger.debug("console: no executions read: %s", e)
+            return 0
 
     def _loop(self) -> None:
         while not self.stop.wait(self.POLL_S):
