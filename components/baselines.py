@@ -124,6 +124,15 @@ def read_reference(uri: str) -> dict[str, Any] | None:
         return json.loads(f.read())
 
 
+def referenced_id(recorded: mlmd.Artifact) -> int | None:
+    """The id of the baseline a reference artifact (as ML Metadata holds it) names; None when its lookup found
+    nothing. An ordinary artifact is its own baseline."""
+    found = mlmd.value(recorded, "baseline_found")
+    if found is None:
+        return recorded.id
+    return int(mlmd.value(recorded, "baseline_artifact_id")) if found else None
+
+
 def resolve(artifacts: list[artifact.Artifact] | None) -> list[artifact.Artifact]:
     """The baselines the artifacts refer to ([] when the lookup found nothing); ordinary artifacts pass as they are.
 

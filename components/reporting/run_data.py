@@ -20,8 +20,8 @@ from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+from components import baselines, mlmd
 from components import features as F
-from components import mlmd
 from components.evaluation import results
 from components.ingest import spec as ingest_spec
 from components.ingest import storage
@@ -334,7 +334,7 @@ def evaluation(store: metadata_store.MetadataStore, run: Run, task: str) -> dict
     produced = mlmd.outputs(store, execution.id)
     read = mlmd.inputs(store, execution.id)
     evaluation_artifact, blessing = _one(produced, "evaluation"), _one(produced, "blessing")
-    model, baseline = _one(read, "model"), _one(read, "baseline_model")
+    model = _one(read, "model")
     eval_config = eval_config_of(execution)
     uri = evaluation_artifact.uri
     blessed = mlmd.value(blessing, "blessed") == 1 if blessing is not None else None
@@ -359,9 +359,10 @@ def evaluation(store: metadata_store.MetadataStore, run: Run, task: str) -> dict
     else:
         out["threshold"] = metric_config(eval_config, "SegmentationMetrics").get("threshold", 0.5)
     baseline_metrics = results.metrics_by_slice(uri, model="baseline").get((), {})
-    if baseline is not None or baseline_metrics:
+    baseline_id = baseline_model_id(store, execution, model.id if model is not None else None)
+    if baseline_id is not None or baseline_metrics:
         out["baseline"] = {
-            "model_id": baseline_model_id(store, execution, model.id if model is not None else None),
+            "model_id": baseline_id,
             "metrics": baseline_metrics,
             "diffs": _diffs(uri),
         }
@@ -371,12 +372,13 @@ def evaluation(store: metadata_store.MetadataStore, run: Run, task: str) -> dict
 def baseline_model_id(store: metadata_store.MetadataStore, evaluator: mlmd.Execution, model_id: int | None) -> int | None:
     """The Model artifact an Evaluator execution compared its candidate with, or None when it had no baseline.
 
-    When the latest blessed model is the candidate itself (a cached Trainer), ML Metadata keeps one input event
-    for the artifact, under "model": the evaluation's baseline metrics then say a baseline was used.
+    The Evaluator's input `baseline_model` is a LatestBlessedModel lookup's reference (components/baselines.py):
+    the model it names, or none on a first run. Without that input (older runs), the evaluation's baseline metrics
+    say whether the candidate was compared with itself.
     """
     baseline = _one(mlmd.inputs(store, evaluator.id), "baseline_model")
     if baseline is not None:
-        return baseline.id
+        return baselines.referenced_id(baseline)
     evaluation = output(store, evaluator, "evaluation")
     if evaluation is not None and results.metrics_by_slice(evaluation.uri, model="baseline"):
         return model_id

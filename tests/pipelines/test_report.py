@@ -23,8 +23,8 @@ import tensorflow_model_analysis as tfma
 from click.testing import CliRunner
 from html_page import Page, self_contained
 
+from components import baselines, mlmd
 from components import features as F
-from components import mlmd
 from components.evaluation import results
 from components.promotion import lineage, registry
 from components.reporting import report as run_report
@@ -229,7 +229,7 @@ def test_blessing_is_mlmds_and_names_the_baseline(pipeline_run, page):
         key, _ = results.key_metric(task)
         assert r["key metric"] == key and _same(r["value"], results.overall_metrics(produced["evaluation"][0].uri)[key])
         # The better segmentation model is compared with the first one; the cached classifier with itself.
-        baseline = read.get("baseline_model", [read["model"][0]])[0].id
+        baseline = baselines.referenced_id(read["baseline_model"][0])  # the lookup's reference names it
         assert int(r["baseline Model"]) == baseline
         assert r["baseline versions"] == ", ".join(map(str, candidates[baseline].versions))
     first, _, better = [c for c in registry.candidates(store) if c.task == "segmentation"]
