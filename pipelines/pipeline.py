@@ -76,6 +76,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],  # the gate decodes a bounded sample of their images itself
         baseline_statistics=previous_statistics.outputs[baselines.STATISTICS_KEY],
         split_skew=validation.split_skew,
         drift=validation.drift,
