@@ -233,3 +233,15 @@ def test_classifier_refuses_bad_arguments(arch, size, kwargs, match):
     kwargs = {"num_outputs": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         build_classifier(arch, size, **kwargs)
+
+
+def test_autograph_leaves_tf_keras_alone_and_still_converts_our_code():
+    """tf_keras is not TensorFlow's `keras`: without the rule components.models adds, AutoGraph rewrites Keras's
+    internals on every trace (10-40 s before a tiny model's first step). Our own functions are still converted."""
+    from tensorflow.python.autograph.impl import conversion
+
+    from components.models import losses
+
+    assert conversion.is_allowlisted(keras.Model.train_step)
+    assert conversion.is_allowlisted(keras.layers.Conv2D.call)
+    assert not conversion.is_allowlisted(losses.masked_bce_loss)
