@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from components import stops
-from components.ingest.beam_ingest import IngestOptions
+from components.ingest.options import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
 from components.reporting.options import ReportOptions
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS, HParams

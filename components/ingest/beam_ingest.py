@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -21,6 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from components import features as F
 from components import progress
 from components.ingest import imaging
+from components.ingest.options import IngestOptions  # noqa: F401 - also imported from here
 
 # Listing and the report live in report.py; their names stay importable from here, where callers find them.
 from components.ingest.report import (  # noqa: F401
@@ -35,47 +35,6 @@ from components.ingest.report import rejection as _rejection
 from components.ingest.sources import RecordRef, Source, SourceConfig, make_source
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestOptions:
-    """Knobs of ingestion that do not identify anybody (recorded in ML Metadata as parameters).
-
-    Attributes:
-      max_side: longest side of the stored image; larger images are downsized (bilinear, masks nearest).
-      max_pixels: images whose header claims more pixels are refused before decoding (decompression bombs);
-        at most PIL's own ceiling, imaging.PIL_MAX_PIXELS.
-      min_side: images with a shorter side are refused (icons, 1xN strips, thumbnails).
-      max_aspect_ratio: images whose longest / shortest side passes this are refused (strips, crops).
-      split_ratios: (split name, relative weight) pairs; patients are assigned by their hashed id.
-      max_quarantine_fraction: the component fails when a source's quarantined share of its listed
-        inputs passes this.
-    """
-
-    max_side: int = 1024
-    max_pixels: int = 60_000_000
-    min_side: int = 32
-    max_aspect_ratio: float = 3.0
-    split_ratios: tuple[tuple[str, float], ...] = (("train", 0.8), ("eval", 0.2))
-    max_quarantine_fraction: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.max_side < 16:
-            raise ValueError(f"max_side must be >= 16, got {self.max_side}")
-        if not 0 < self.max_pixels <= imaging.PIL_MAX_PIXELS:
-            raise ValueError(f"max_pixels must be in (0, {imaging.PIL_MAX_PIXELS}], got {self.max_pixels}")
-        if self.min_side < 1:
-            raise ValueError(f"min_side must be >= 1, got {self.min_side}")
-        if self.max_aspect_ratio < 1:
-            raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
-        if not self.split_ratios or any(r <= 0 for _, r in self.split_ratios):
-            raise ValueError(f"split ratios must be positive, got {self.split_ratios}")
-        if not 0 <= self.max_quarantine_fraction <= 1:
-            raise ValueError(f"max_quarantine_fraction must be in [0, 1], got {self.max_quarantine_fraction}")
-
-    @property
-    def split_names(self) -> list[str]:
-        return [name for name, _ in self.split_ratios]
 
 
 def hash_id(salt: str, *parts: str) -> str:

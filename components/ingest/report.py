@@ -15,7 +15,7 @@ from components.ingest import accounting
 from components.ingest.sources import RecordRef, SourceConfig, make_source
 
 if TYPE_CHECKING:
-    from components.ingest.beam_ingest import IngestOptions
+    from components.ingest.options import IngestOptions
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 
 from tfx.types import artifact, component_spec, standard_artifacts
 
-from components.ingest.beam_ingest import IngestOptions
+from components.ingest.options import IngestOptions
 
 # Spec keys, declared once.
 EXAMPLES_KEY = "examples"

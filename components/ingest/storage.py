@@ -8,8 +8,19 @@ import hashlib
 import os
 import posixpath
 import threading
+from typing import Any
 
-import tensorflow as tf
+
+class _TensorFlow:
+    """`tf`, imported on first use: reading a run config lists and checks paths without loading TensorFlow."""
+
+    def __getattr__(self, name: str) -> Any:
+        import tensorflow
+
+        return getattr(tensorflow, name)
+
+
+tf = _TensorFlow()
 
 GCS_SCHEME = "gs://"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"  # read by google-cloud-storage itself; tests point it at gcp-storage-emulator

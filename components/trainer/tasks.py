@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 
 from components import features as F
+
+if TYPE_CHECKING:  # TensorFlow only where targets are computed: the run config imports this module
+    import tensorflow as tf
 
 KINDS = ("multilabel", "multiclass", "binary")
 # The seeds' three-way TB task: the first class whose conditions all hold (and are known) is the answer.
@@ -64,6 +66,8 @@ class ClassificationTask:
 
     def targets(self, labels_xf: tf.Tensor) -> tf.Tensor:
         """(B, NUM_LABELS) float32 1/0/-1 -> (B, C) float32 targets; a row (multiclass) or cell of -1 is unknown."""
+        import tensorflow as tf
+
         labels_xf = tf.cast(labels_xf, tf.float32)
         if self.kind != "multiclass":
             return tf.gather(labels_xf, [F.LABEL_INDEX[c] for c in self.classes], axis=-1)

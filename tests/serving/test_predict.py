@@ -37,7 +37,7 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def test_decode_limits_are_ingestions():
-    from components.ingest.beam_ingest import IngestOptions
+    from components.ingest.options import IngestOptions
 
     ingest, limits = IngestOptions(), P.DecodeLimits()
     assert (limits.max_pixels, limits.min_side, limits.max_aspect_ratio) == (
@@ -121,7 +121,7 @@ def store(pipeline_run):
 
 @pytest.fixture(scope="module")
 def pushed(pipeline_run) -> dict[str, list[int]]:
-    """Every complete pushed version per model after the four runs (segmentation: 2, classification: 1)."""
+    """Every complete pushed version per model after the three runs (segmentation: 2, classification: 1)."""
     return pipeline_run.versions[-1]
 
 
