@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +28,7 @@ from typing import Any
 import yaml
 
 from components import baselines, mlmd
+from kubeflow import task_processes
 
 PLACEHOLDER = "{{$}}"
 # The image's own environment (kubeflow/Dockerfile ENV) that the code relies on.
@@ -239,8 +239,12 @@ def run(
     secrets_dir: str | None = None,
     run_id: str | None = None,
     echo: Callable[[str], None] = print,
+    preload: bool = True,
 ) -> dict[str, Any]:
     """Runs every task of the compiled pipeline `package`; records into `<work_dir>/metadata.sqlite`.
+
+    preload: fork each `python -m MODULE` task from a process that imported MODULE once (kubeflow/task_processes.py)
+      instead of starting a new interpreter per task; False starts each as a plain process.
 
     Returns: {"run_id", "run_root", "metadata", "tasks": [{"task", "state", "seconds", "execution_id"}]}.
 
@@ -260,10 +264,41 @@ def run(
     os.makedirs(logs, exist_ok=True)
     metadata = os.path.join(work_dir, METADATA_FILE)
     recorder = Recorder(mlmd.connect(metadata), name, run_id, run_root)
-    executors = spec["deploymentSpec"]["executors"]
-    platform_executors = platform.get("deploymentSpec", {}).get("executors", {})
     order = task_order(spec)
     echo(f"local-run {name} ({len(order)} tasks), run {run_id}, root {run_root}")
+    base_env = {**os.environ, **IMAGE_ENV, baselines.SQLITE_ENV: metadata}
+    processes = task_processes.Preloaded(base_env, os.path.join(logs, "_preload.log")) if preload else task_processes.Plain()
+    with processes:
+        results = _run_tasks(
+            spec,
+            platform,
+            order,
+            processes,
+            recorder,
+            paths=(work_dir, run_id, run_root, logs),
+            base_env=base_env,
+            secrets_dir=secrets_dir,
+            echo=echo,
+        )
+    return {"run_id": run_id, "run_root": run_root, "metadata": metadata, "tasks": results}
+
+
+def _run_tasks(
+    spec: dict[str, Any],
+    platform: dict[str, Any],
+    order: list[str],
+    processes: task_processes.Plain | task_processes.Preloaded,
+    recorder: Recorder,
+    *,
+    paths: tuple[str, str, str, str],
+    base_env: dict[str, str],
+    secrets_dir: str | None,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Runs the tasks in `order` (see run); paths = (work_dir, run_id, run_root, logs)."""
+    work_dir, run_id, run_root, logs = paths
+    executors = spec["deploymentSpec"]["executors"]
+    platform_executors = platform.get("deploymentSpec", {}).get("executors", {})
     produced: dict[str, TaskResult] = {}
     results = []
     for task in order:
@@ -277,28 +312,27 @@ def run(
         if unknown:
             raise ValueError(f"task {task}: placeholders local-run does not fill: {unknown}")
         command = [sys.executable if c in ("python", "python3") else c for c in container["command"]] + args
-        env = {**os.environ, **IMAGE_ENV, baselines.SQLITE_ENV: metadata}
+        env = dict(base_env)
         env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
         env.update(_secret_env(platform_executors.get(label, {}), secrets_dir))
         inputs = {k: v["artifacts"] for k, v in executor_input["inputs"]["artifacts"].items()}
         execution_id = recorder.start(task, container.get("image", ""), parameters, inputs)
         log = os.path.join(logs, f"{task}.log")
         start = time.monotonic()
-        with open(log, "w") as out:
-            done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        returncode = processes.run(command, env, log)
         seconds = time.monotonic() - start
         outputs = {k: v["artifacts"] for k, v in executor_input["outputs"]["artifacts"].items()}
-        if done.returncode != 0:
+        if returncode != 0:
             recorder.finish(execution_id, {}, mlmd.Execution.FAILED)
             echo(f"  FAILED   {task} ({seconds:.0f} s)")
             with open(log) as f:
-                raise TaskFailed(task, done.returncode, _error_of(f.read()), log)
+                raise TaskFailed(task, returncode, _error_of(f.read()), log)
         _merge_executor_output(outputs, output_file)
         recorder.finish(execution_id, outputs, mlmd.Execution.COMPLETE)
         produced[task] = TaskResult(task, "COMPLETE", seconds, execution_id, outputs)
         results.append({"task": task, "state": "COMPLETE", "seconds": round(seconds, 1), "execution_id": execution_id})
         echo(f"  done     {task} ({seconds:.0f} s)")
-    return {"run_id": run_id, "run_root": run_root, "metadata": metadata, "tasks": results}
+    return results
 
 
 def _merge_executor_output(outputs: dict[str, list[dict[str, Any]]], output_file: str) -> None:

@@ -72,6 +72,9 @@ def _crash_log(error: BaseException) -> str:
     return path
 
 
+RUN_COMMANDS = ("run", "demo")
+
+
 @click.group(cls=_Cxr)
 @click.option("-v", "--verbose", is_flag=True, help="Show everything (TFX, Beam, TensorFlow) and tracebacks.")
 @click.pass_context
@@ -79,7 +82,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """cxr-pipeline: a TFX pipeline for chest X-rays."""
     ctx.obj = {"verbose": verbose}
     _setup_logging(verbose)
-    if not verbose:
+    # A run's console files the stack's import chatter in the run's log (pipelines/console.py); other commands
+    # import it here with that chatter captured. Either way, a refused config or command line answers at once.
+    if not verbose and ctx.invoked_subcommand not in RUN_COMMANDS:
         console.quiet_imports()
 
 
@@ -89,12 +94,12 @@ def _verbose() -> bool:
 
 def _run_pipeline(config, to_nodes: list[str] | None = None, before: Callable[[], None] | None = None) -> None:
     """Runs the pipeline with the quiet console (pipelines/console.py) and prints where everything is."""
-    from pipelines import local_runner
-
     start = time.monotonic()
     with console.RunConsole(config.run_dir, verbose=_verbose()) as out:
         out.echo(f"cxr: pipeline {config.pipeline_name} into {os.path.abspath(config.run_dir)}")
         out.echo(f"     full log: {out.log_path}")
+        from pipelines import local_runner  # TensorFlow, Beam, TFX: their import chatter into the run's log
+
         if before is not None:
             before()
         try:
@@ -185,9 +190,15 @@ def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...])
 )
 def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...]) -> None:
     """Run the pipeline described by a YAML config file."""
+    from components import contract
     from pipelines import config as cfg
 
-    _run_pipeline(cfg.load_config(config_path, overrides), to_nodes=list(to_nodes) or None)
+    config = cfg.load_config(config_path, overrides)
+    nodes = contract.node_ids(tuple(config.tasks))
+    unknown = sorted(set(to_nodes) - set(nodes))
+    if unknown:  # before the stack is imported: a typo answers at once
+        raise click.BadParameter(f"unknown nodes {unknown}; the pipeline's are {sorted(nodes)}", param_hint="--to")
+    _run_pipeline(config, to_nodes=list(to_nodes) or None)
 
 
 @main.command()
@@ -520,12 +531,18 @@ def kubeflow_run(config_path, overrides, host, package) -> None:
     "--secrets-dir", default=None, type=click.Path(exists=True, file_okay=False),
     help="The Kubernetes Secrets the tasks get as variables: <dir>/<secret name>/<key> holds each value.",
 )  # fmt: skip
-def kubeflow_local_run(package, work_dir, pipeline_root, secrets_dir) -> None:
+@click.option(
+    "--preload/--no-preload", default=True, show_default=True,
+    help="Fork each task from a process that imported TensorFlow and TFX once (--no-preload: a new interpreter per task).",
+)  # fmt: skip
+def kubeflow_local_run(package, work_dir, pipeline_root, secrets_dir, preload) -> None:
     """Run a compiled pipeline file on this machine, task by task, as Kubeflow Pipelines would (before uploading it)."""
     from kubeflow import local_run
 
     try:
-        result = local_run.run(package, work_dir, pipeline_root=pipeline_root, secrets_dir=secrets_dir, echo=click.echo)
+        result = local_run.run(
+            package, work_dir, pipeline_root=pipeline_root, secrets_dir=secrets_dir, echo=click.echo, preload=preload
+        )
     except (local_run.TaskFailed, ValueError) as e:
         raise click.ClickException(str(e)) from e
     seconds = sum(t["seconds"] for t in result["tasks"])

@@ -37,7 +37,11 @@ def _pipeline(tmp_path, tasks: dict[str, dict], secret: bool = False) -> str:
             "outputDefinitions": {"artifacts": {"out": {"artifactType": {"instanceSchema": SCHEMA}}}},
         }
         spec["deploymentSpec"]["executors"][f"exec-{name}"] = {
-            "container": {"image": "img:1", "command": ["python", "-c", t["code"]], "args": ["{{$}}"]}
+            "container": {
+                "image": "img:1",
+                "command": ["python", "-m", t["module"]] if "module" in t else ["python", "-c", t["code"]],
+                "args": ["{{$}}"],
+            }
         }
     platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
     if secret:
@@ -138,3 +142,48 @@ def test_the_cli_prints_each_task_and_fails_cleanly(tmp_path):
     assert out.exit_code == 1
     assert "done     a" in out.output and "FAILED   b" in out.output
     assert "task b failed (exit 3)" in out.output and "Traceback" not in out.output
+
+
+# A task module: its import as a module (by the preloading helper) is counted apart from its runs as __main__,
+# where it records its process and environment, or fails as its task's name asks.
+TASK_MODULE = """
+import json, os, sys
+if __name__ != "__main__":
+    with open(os.environ["IMPORTS_FILE"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+else:
+    executor_input = json.loads(sys.argv[1])
+    (out,) = executor_input["outputs"]["artifacts"]["out"]["artifacts"]
+    if out["uri"].endswith("/fails/out"):
+        print("the trainer ran out of examples", file=sys.stderr)
+        sys.exit(3)
+    os.environ["LEAK"] = "from an earlier task"
+    os.makedirs(out["uri"], exist_ok=True)
+    seen = {"pid": os.getpid(), "salt": os.environ.get("THE_SALT"), "leak": os.environ.get("LEAK_SEEN")}
+    open(os.path.join(out["uri"], "seen.json"), "w").write(json.dumps(seen))
+    os.environ["LEAK_SEEN"] = "yes"
+"""
+
+
+def test_preloaded_tasks_run_in_processes_of_their_own_importing_once(tmp_path, monkeypatch):
+    from kubeflow import local_run
+
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "cxr_test_task.py").write_text(TASK_MODULE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
+    monkeypatch.setenv("IMPORTS_FILE", str(tmp_path / "imports.txt"))
+    task = {"module": "cxr_test_task"}
+    package = _pipeline(tmp_path, {"a": task, "b": {**task, "after": ["a"]}, "c": {**task, "after": ["b"]}}, secret=True)
+    (tmp_path / "secrets" / "salty").mkdir(parents=True)
+    (tmp_path / "secrets" / "salty" / "salt").write_text("pepper")
+    local_run.run(package, str(tmp_path / "work"), secrets_dir=str(tmp_path / "secrets"), run_id="r1", echo=lambda _: None)
+    seen = {t: json.loads((tmp_path / "root" / "tiny" / "r1" / t / "out" / "seen.json").read_text()) for t in "abc"}
+    (helper,) = (tmp_path / "imports.txt").read_text().split()  # imported once, by the helper
+    pids = {s["pid"] for s in seen.values()}
+    assert len(pids) == 3 and int(helper) not in pids  # each task a process of its own
+    assert [seen[t]["salt"] for t in "abc"] == ["pepper", None, None]  # a Secret reaches its task only
+    assert {s["leak"] for s in seen.values()} == {None}  # nothing a task sets reaches the next
+
+    failing = _pipeline(tmp_path, {"a": task, "fails": {**task, "after": ["a"]}})
+    with pytest.raises(local_run.TaskFailed, match=r"task fails failed \(exit 3\): the trainer ran out of examples"):
+        local_run.run(failing, str(tmp_path / "work"), run_id="r2", echo=lambda _: None)
