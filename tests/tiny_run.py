@@ -20,6 +20,9 @@ TINY_RUN_OVERRIDES = [
     # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
     "validation.min_examples_for_distance=1",
     "validation.split_skew={}",
+    # Beam in this process: a tiny run's Beam jobs would otherwise spend most of their time starting worker
+    # processes (each importing TensorFlow), as `cxr run` does by default for real data.
+    'beam_args=["--direct_running_mode=in_memory"]',
 ]
 # Only the segmentation Trainer differs between these runs and the first, so the classification branch is cached
 # (locally).

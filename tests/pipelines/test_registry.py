@@ -1,4 +1,4 @@
-"""Blessing, pushing, promotion, rollback and lineage on the shared four-run pipeline (see conftest.PipelineRun).
+"""Blessing, pushing, promotion, rollback and lineage on the shared three-run pipeline (see conftest.PipelineRun).
 
 The commands run through the real `cxr` CLI against the run's real ML Metadata store and serving directory.
 """
@@ -37,7 +37,7 @@ def _store(pipeline_run):
 
 
 def _seg_candidates(pipeline_run) -> list[registry.Candidate]:
-    """The segmentation models of the first (= second, cached), worse and better runs, in that order."""
+    """The segmentation models of the first, worse and better runs, in that order."""
     found = [c for c in registry.candidates(_store(pipeline_run)) if c.model_name == SEG]
     assert len(found) == 3, found
     return found
@@ -49,8 +49,8 @@ def test_worse_model_is_not_blessed_and_not_pushed(pipeline_run):
     assert worse.blessed is False
     assert worse.versions == ()
     assert worse.failures, "an unblessed model must say why"
-    assert pipeline_run.versions[2][SEG] == pipeline_run.versions[1][SEG]  # the worse run pushed nothing
-    after_better = pipeline_run.versions[3][SEG]
+    assert pipeline_run.versions[1][SEG] == pipeline_run.versions[0][SEG]  # the worse run pushed nothing
+    after_better = pipeline_run.versions[2][SEG]
     assert len(after_better) == 2 and after_better[0] == first.versions[0] and after_better[1] == better.versions[0]
 
 

@@ -1,4 +1,4 @@
-"""The run report and model cards of the shared four-run pipeline (see conftest.PipelineRun), checked against the artifacts.
+"""The run report and model cards of the shared three-run pipeline (see conftest.PipelineRun), checked against the artifacts.
 
 Every number the tests compare is read here independently: report.json and the DataGate report from their
 artifacts, TFDV statistics with tfdv, metrics and plots with tfma, the blessing from ML Metadata, the images
@@ -89,7 +89,7 @@ def _table(page: Page, table_id: str) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_every_run_wrote_the_report_of_the_latest_run(pipeline_run, page):
     expected = os.path.join(pipeline_run.config.run_dir, "reports", "report.html")
-    for outputs in (pipeline_run.first, pipeline_run.second, pipeline_run.worse, pipeline_run.better):
+    for outputs in (pipeline_run.first, pipeline_run.worse, pipeline_run.better):
         assert outputs["report"] == expected
     _, p = page
     run = {r[""]: r["value"] for r in _table(p, "table-run")}
