@@ -114,6 +114,7 @@ def segmentation_eval_config(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=F.SERVING_EXAMPLE_SIGNATURE,
+                model_type=tfma.TF_GENERIC,  # signatures only: TFMA need not try loading it as Keras first
                 preprocessing_function_names=["eval_features"],
                 label_key=segmentation.MASK_LABEL_KEY,
                 prediction_key=segmentation.PREDICTION_KEY,
@@ -155,6 +156,7 @@ def classification_eval_config(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=F.SERVING_EXAMPLE_SIGNATURE,
+                model_type=tfma.TF_GENERIC,  # signatures only: TFMA need not try loading it as Keras first
                 preprocessing_function_names=["eval_features"],
                 label_key=F.LABELS_XF,
                 prediction_key=classification.PREDICTION_KEY,

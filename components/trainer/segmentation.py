@@ -114,7 +114,7 @@ def run_fn(fn_args: Any) -> None:
             """One encoded image -> lung probability (H, W) and mask (H, W) uint8 at the image's own size."""
             shape = tf.shape(tf.io.decode_image(image_bytes, channels=1, expand_animations=False))
             xf = module.tft_layer({F.IMAGE: tf.reshape(image_bytes, [1, 1])})
-            prob = predict(module.model, xf, size)[PREDICTION_KEY]
+            prob = predict(model, xf, size)[PREDICTION_KEY]
             full = tf.image.resize(prob, shape[:2], method="bilinear")[0, :, :, 0]
             return {PREDICTION_KEY: full, "lung_mask": tf.cast(full > 0.5, tf.uint8)}
 
