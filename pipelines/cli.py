@@ -198,7 +198,21 @@ def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...])
     unknown = sorted(set(to_nodes) - set(nodes))
     if unknown:  # before the stack is imported: a typo answers at once
         raise click.BadParameter(f"unknown nodes {unknown}; the pipeline's are {sorted(nodes)}", param_hint="--to")
+    _refuse_at_once(config)
     _run_pipeline(config, to_nodes=list(to_nodes) or None)
+
+
+def _refuse_at_once(config) -> None:
+    """Stops a run would meet at its start, checked before the stack is imported so that they answer at once:
+    another run holding the run directory, a local source root that is not there (gs:// roots, and what a layout
+    needs under its root, are checked by ingestion)."""
+    from pipelines import run_lock
+
+    if os.path.isdir(config.run_dir):
+        run_lock.refuse_if_busy(config.run_dir)
+    for source in config.sources:
+        if "://" not in source.root and not os.path.isdir(source.root):
+            raise stops.InputStop(f"source {source.name}: root {source.root} is not a directory")
 
 
 @main.command()

@@ -142,6 +142,28 @@ def hold(run_dir: str, command: str | None = None) -> Iterator[Holder]:
         os.close(fd)
 
 
+def refuse_if_busy(run_dir: str) -> None:
+    """Raises RunDirectoryBusy at once if another process holds the run directory; takes nothing, creates nothing.
+
+    A check before a run has imported anything heavy, so that a busy directory answers in a second; the run itself
+    still takes the lock with `hold` (a run that starts in between is refused there).
+    """
+    try:
+        fd = os.open(lock_path(run_dir), os.O_RDONLY)
+    except FileNotFoundError:
+        return  # never run here
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryBusy(run_dir, _parse(_read(fd))) from None
+        except OSError:
+            return  # no flock on this filesystem: `hold` says so
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def cancel_orphans(metadata_path: str, holder: Holder) -> list[tuple[int, str]]:
     """Marks CANCELED the executions a killed run left RUNNING (or NEW) in the run directory's store.
 

@@ -132,3 +132,13 @@ def test_real_headerless_acr_nema_dicom_decodes(samples_dir):
     data = (samples_dir / "dicom" / "CR-MONO1-10-chest.dcm").read_bytes()
     pixels, meta = dicom.read_dicom(data, max_pixels=10**8)
     assert pixels.dtype == np.uint16 and pixels.ndim == 2 and pixels.max() > pixels.min()
+
+
+def test_a_missing_root_stops_ingestion_naming_the_source(tmp_path):
+    """What `cxr run` checks up front for local roots (pipelines/cli.py) ingestion checks for every root."""
+    from components import stops
+    from components.ingest.report import list_sources
+
+    missing = SourceConfig(name="site_b", kind="nih", root=str(tmp_path / "not-there"))
+    with pytest.raises(stops.InputStop, match=r"^source site_b: .*not-there"):
+        list_sources([missing])

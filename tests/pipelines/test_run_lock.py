@@ -51,6 +51,9 @@ def test_a_second_run_is_refused_with_who_holds_it_until_the_holder_is_killed(tm
                 pytest.fail("took a lock another process holds")
         assert busy.value.holder is not None and busy.value.holder.pid == proc.pid
         assert isinstance(busy.value, RuntimeError)
+        # The check `cxr run` makes before importing the stack refuses the same way, and takes nothing.
+        with pytest.raises(run_lock.RunDirectoryBusy, match=rf"in use by {who}"):
+            run_lock.refuse_if_busy(str(tmp_path))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -58,6 +61,7 @@ def test_a_second_run_is_refused_with_who_holds_it_until_the_holder_is_killed(tm
 
     # The kernel released the killed holder's lock; its record is still in the file: a stale lock, taken over.
     assert run_lock.recorded_holder(str(tmp_path)).pid == proc.pid
+    run_lock.refuse_if_busy(str(tmp_path))  # a stale lock does not refuse
     caplog.set_level(logging.WARNING, logger=run_lock.__name__)
     with run_lock.hold(str(tmp_path), command="cxr run") as me:
         assert me.pid == os.getpid()
@@ -67,6 +71,8 @@ def test_a_second_run_is_refused_with_who_holds_it_until_the_holder_is_killed(tm
 
 def test_a_clean_exit_leaves_no_stale_lock(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger=run_lock.__name__)
+    run_lock.refuse_if_busy(str(tmp_path))
+    assert not (tmp_path / run_lock.LOCK_FILE).exists()  # the early check creates nothing
     with run_lock.hold(str(tmp_path)):
         # A second open file description conflicts even within the process: one run per directory, full stop.
         with pytest.raises(run_lock.RunDirectoryBusy, match=f"in use by pid {os.getpid()} "):
