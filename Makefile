@@ -16,8 +16,10 @@ $(STAMP): setup.py constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/cxr demo $(DEMO_ARGS)
 
+# Two workers (CI has two cores); tests/conftest.py's scheduler keeps each module, and the shared run's users, on one.
+TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The edit loop: everything but the tests marked slow (no pipeline runs, no subprocesses of cxr).
 test-fast: $(STAMP)

@@ -35,6 +35,6 @@ setup(
         "flask",
     ],
     # playwright drives the system chromium in the review app's browser test (no browser is downloaded).
-    extras_require={"test": ["pytest", "pytest-timeout", "ruff", "gcp-storage-emulator", "playwright"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "ruff", "gcp-storage-emulator", "playwright"]},
     entry_points={"console_scripts": ["cxr=pipelines.cli:main"]},
 )

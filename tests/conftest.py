@@ -37,11 +37,47 @@ SLOW_TESTS = {
 }
 
 
+# `make test` runs the suite on two pytest-xdist workers. The scheduler below keeps each module's tests on one worker
+# (module fixtures are built once) and all the modules that use the shared pipeline run on one worker (a session
+# fixture is built once per worker), and hands the longest groups out first, in LONGEST_FIRST's order.
+# (xdist's own --dist loadgroup marks tests by rewriting their node ids, which this pytest no longer reads.)
+SHARED_RUN_GROUP = "pipeline_run"
+SHARED_RUN_MODULES = {
+    "tests/pipelines/test_console.py",
+    "tests/pipelines/test_e2e.py",
+    "tests/pipelines/test_registry.py",
+    "tests/pipelines/test_report.py",
+    "tests/serving/test_predict.py",
+    "tests/serving/test_review_app.py",
+}
+LONGEST_FIRST = (SHARED_RUN_GROUP, "tests/kubeflow/test_local_run.py")
+
+
+def _group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return SHARED_RUN_GROUP if module in SHARED_RUN_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    config.option.loadscopereorder = False  # the collection order below, not the groups' test counts
+    return SharedRunScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         name = item.originalname
         if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or name in SLOW_TESTS or name.startswith("test_tfma_"):
             item.add_marker(pytest.mark.slow)
+        if "pipeline_run" in item.fixturenames and _group(item.nodeid) != SHARED_RUN_GROUP:
+            raise pytest.UsageError(f"{item.nodeid} uses the shared pipeline run: add its module to SHARED_RUN_MODULES")
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: file order otherwise
 
 
 @pytest.fixture(scope="session")
