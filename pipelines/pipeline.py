@@ -88,6 +88,9 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"seg_size": config.seg_size, "cls_size": config.cls_size},
+        # Pre-transform statistics are StatisticsGen's (the gate checks those); post-transform ones would be TFDV
+        # over every pixel of every transformed image, read by nothing.
+        disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)  # no data flows from the gate: Transform only waits for its verdict
     components += [data_gate, transform]
