@@ -8,12 +8,8 @@ import os
 import secrets
 import time
 
-from tfx import v1 as tfx
-from tfx.orchestration import pipeline as tfx_pipeline
-
 from pipelines import run_lock
 from pipelines.config import PipelineConfig
-from pipelines.pipeline import create_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +61,12 @@ def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, 
 
 
 def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
+    # TFX (with TensorFlow and Beam) only once the run holds its directory: a busy or broken one answers at once.
+    from tfx import v1 as tfx
+    from tfx.orchestration import pipeline as tfx_pipeline
+
+    from pipelines.pipeline import create_pipeline
+
     ensure_salt(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata_connection_config=metadata, baseline_fingerprints=baseline_fingerprints(config))
