@@ -98,7 +98,7 @@ def _run_pipeline(config, to_nodes: list[str] | None = None, before: Callable[[]
     with console.RunConsole(config.run_dir, verbose=_verbose()) as out:
         out.echo(f"cxr: pipeline {config.pipeline_name} into {os.path.abspath(config.run_dir)}")
         out.echo(f"     full log: {out.log_path}")
-        from pipelines import local_runner  # TensorFlow, Beam, TFX: their import chatter into the run's log
+        from pipelines import local_runner  # it imports TensorFlow, Beam and TFX inside this console: chatter to the log
 
         if before is not None:
             before()
@@ -108,7 +108,7 @@ def _run_pipeline(config, to_nodes: list[str] | None = None, before: Callable[[]
             if to_nodes and "unknown nodes" in str(e):
                 raise click.BadParameter(str(e), param_hint="--to") from e
             raise
-    _print_outputs(outputs, time.monotonic() - start)
+    _print_outputs(outputs, time.monotonic() - start, to_nodes)
 
 
 @main.command("generate-demo-data")
@@ -124,7 +124,7 @@ def generate_demo_data(out: str, n_per_source: int, size: int, seed: int) -> Non
     click.echo(json.dumps({k: str(v) for k, v in roots.items()}, indent=2))
 
 
-def _print_outputs(outputs: dict[str, str], seconds: float) -> None:
+def _print_outputs(outputs: dict[str, str], seconds: float, to_nodes: list[str] | None = None) -> None:
     from pipelines.results import pushed_models
 
     click.echo(f"\nPipeline finished in {seconds:.0f} s.")
@@ -135,7 +135,11 @@ def _print_outputs(outputs: dict[str, str], seconds: float) -> None:
         click.echo(f"  run report:      {outputs['report']}")
     pushed = pushed_models(outputs["serving"])
     if not pushed:
-        click.echo("  pushed models:   none (no model passed its blessing thresholds)")
+        if to_nodes and not any(node.startswith("Pusher") for node in to_nodes):
+            why = f"the run went only as far as {', '.join(to_nodes)}"
+        else:
+            why = "no model passed its blessing thresholds"
+        click.echo(f"  pushed models:   none ({why})")
     for task, path in pushed.items():
         click.echo(f"  pushed {task + ':':<14}{path}")
 

@@ -37,3 +37,13 @@ def test_a_run_prints_a_line_per_node_and_keeps_the_rest_in_its_log(pipeline_run
     log = open(log_line.split("full log: ", 1)[1].strip()).read()
     assert "Component Transform is running" in log and "cuDNN" in log  # TFX's and TensorFlow's own words, kept
     assert len(log.splitlines()) > 20 * len(lines)
+
+
+def test_the_summary_of_a_partial_run_says_why_nothing_was_pushed(tmp_path, capsys):
+    from pipelines import cli
+
+    outputs = {"run_dir": str(tmp_path), "metadata": "m", "pipeline_root": "p", "serving": str(tmp_path / "serving"), "report": ""}
+    cli._print_outputs(outputs, 3.0, ["DataGate"])
+    assert "pushed models:   none (the run went only as far as DataGate)" in capsys.readouterr().out
+    cli._print_outputs(outputs, 3.0, None)  # a whole run that pushed nothing: its models were refused
+    assert "pushed models:   none (no model passed its blessing thresholds)" in capsys.readouterr().out
