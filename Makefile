@@ -23,7 +23,7 @@ test: $(STAMP) chromium
 
 # The edit loop: everything but the tests marked slow (no pipeline runs, no subprocesses of cxr).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" -q $(PYTEST_ARGS)
 
 # The review app's browser test drives Debian's chromium (Playwright never downloads a browser here). Installed
 # once when missing, as root or with sudo; if that fails the browser test is skipped and says why.

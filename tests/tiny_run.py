@@ -13,6 +13,7 @@ TINY_RUN_OVERRIDES = [
     # A longer-trained model is not worse by chance: a small, noisy eval split gets a wider no-regression margin.
     "seg_blessing.tolerance=0.05",
     "cls_blessing.floor=0.0",
+    "cls_size=64",  # the mechanics, not the classifier, are under test
     # 20 steps teach no classifier: the runs test the pipeline's mechanics, not a model's quality
     # (the degenerate-model floors are tested at unit level, tests/components/test_evaluation_metrics.py).
     "cls_blessing.floors={}",
@@ -27,4 +28,6 @@ TINY_RUN_OVERRIDES = [
 # Only the segmentation Trainer differs between these runs and the first, so the classification branch is cached
 # (locally).
 WORSE_SEGMENTATION = ["segmentation.train_steps=2", "segmentation.epochs=1"]
+# The local worse rerun writes no report: the better rerun's report replaces it, and the first run's is the console's.
+NO_REPORT = ["report.enabled=false"]
 BETTER_SEGMENTATION = ["segmentation.train_steps=180", "segmentation.epochs=3"]

@@ -36,7 +36,6 @@ KUBEFLOW = [
     "kubeflow.salt_secret=cxr-id-salt",
     "kubeflow.segmentation.gpus=0",
     "kubeflow.classification.gpus=0",
-    "cls_size=64",  # the mechanics, not the classifier, are under test here
 ]
 
 
