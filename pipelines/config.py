@@ -29,7 +29,7 @@ class IngestConfig:
     max_pixels: int = _INGEST_DEFAULTS.max_pixels
     min_side: int = _INGEST_DEFAULTS.min_side
     max_aspect_ratio: float = _INGEST_DEFAULTS.max_aspect_ratio
-    split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.75, "eval": 0.25})
+    split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: dict(_INGEST_DEFAULTS.split_ratios))
     max_quarantine_fraction: float = _INGEST_DEFAULTS.max_quarantine_fraction
     # Appended to `beam_args` for ingestion only. Its work (PNG/JPEG decoding, zlib, hashing, file reads)
     # releases the GIL, so threads use every core without the ~10 s of worker-process start-up that

@@ -26,7 +26,7 @@ class IngestOptions:
     max_pixels: int = 60_000_000
     min_side: int = 32
     max_aspect_ratio: float = 3.0
-    split_ratios: tuple[tuple[str, float], ...] = (("train", 0.8), ("eval", 0.2))
+    split_ratios: tuple[tuple[str, float], ...] = (("train", 0.75), ("eval", 0.25))
     max_quarantine_fraction: float = 0.2
 
     def __post_init__(self) -> None:

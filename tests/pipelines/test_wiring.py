@@ -122,3 +122,11 @@ def test_ingestion_options_and_beam_args_reach_example_gen(config):
     assert options["min_side"] == 64 and options["max_aspect_ratio"] == cfg.IngestConfig().max_aspect_ratio
     # Pipeline-wide Beam args first, ingestion's after them, so that ingestion's win.
     assert example_gen.executor_spec.beam_pipeline_args == [*config.beam_args, "--direct_num_workers=3"]
+
+
+def test_the_run_config_takes_ingestions_defaults_from_ingest_options():
+    """One default per knob: IngestOptions owns them, the run config only reads them (none written twice)."""
+    from components.ingest.options import IngestOptions
+    from pipelines import config as cfg
+
+    assert cfg.IngestConfig().options() == IngestOptions()
