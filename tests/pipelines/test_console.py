@@ -42,7 +42,13 @@ def test_a_run_prints_a_line_per_node_and_keeps_the_rest_in_its_log(pipeline_run
 def test_the_summary_of_a_partial_run_says_why_nothing_was_pushed(tmp_path, capsys):
     from pipelines import cli
 
-    outputs = {"run_dir": str(tmp_path), "metadata": "m", "pipeline_root": "p", "serving": str(tmp_path / "serving"), "report": ""}
+    outputs = {
+        "run_dir": str(tmp_path),
+        "metadata": "m",
+        "pipeline_root": "p",
+        "serving": str(tmp_path / "serving"),
+        "report": "",
+    }
     cli._print_outputs(outputs, 3.0, ["DataGate"])
     assert "pushed models:   none (the run went only as far as DataGate)" in capsys.readouterr().out
     cli._print_outputs(outputs, 3.0, None)  # a whole run that pushed nothing: its models were refused
