@@ -282,8 +282,8 @@ def export(
     """
     module = tf.Module()
     # The model's variables, not the Keras model: serving and TFMA (model_type tf_generic) call the signatures only,
-    # and a tracked Keras model would have every layer's call traced again for Keras's own metadata (half the
-    # Trainer's time on a small model).
+    # and a tracked Keras model would have every layer's call traced again for Keras's own metadata (a tiny
+    # Trainer: 23 s -> 16 s without it).
     module.model_variables = list(model.variables)
     module.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
