@@ -67,6 +67,9 @@ def test_anomaly_stops_before_transform_unless_switched_to_continue(tiny_archive
         assert f"source {other}:" not in message  # only the broken source is named
     states = _node_states(config.metadata_path)
     assert states["DataGate"] == {"FAILED"}
+    # The stopped run wrote its report all the same, saying why it stopped, each finding listed.
+    report = open(os.path.join(config.run_dir, "reports", "report.html"), encoding="utf-8").read()
+    assert "The run failed: " in report and "data validation:" in report and BAD_AGE in report
     assert "Transform" not in states  # never started
 
     # Switched to continue, the gate passes, and Transform waits only for the gate (pipelines/pipeline.py): the run
