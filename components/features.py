@@ -49,6 +49,9 @@ LABEL_INDEX = {name: i for i, name in enumerate(LABEL_NAMES)}
 MASK_BACKGROUND, MASK_RIGHT_LUNG, MASK_LEFT_LUNG = 0, 1, 2
 
 # --- Transformed features (outputs of preprocessing_fn, inputs of the trainers) ---
+# The models' default input sizes (square, pixels): the run's seg_size and cls_size unless its config sets them.
+DEFAULT_SEG_SIZE = 128
+DEFAULT_CLS_SIZE = 128
 SEG_IMAGE_XF = "seg_image_xf"  # PNG uint8 at the segmentation size
 CLS_IMAGE_XF = "cls_image_xf"  # PNG uint8 at the classification size
 MASK_XF = "mask_xf"  # PNG uint8 label map at the segmentation size (nearest neighbour)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from components import features as F
 from components import stops
 from components.ingest.options import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
@@ -16,35 +17,25 @@ from components.reporting.options import ReportOptions
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS, HParams
 from components.trainer.tasks import make_task
 
-_INGEST_DEFAULTS = IngestOptions()
 _REPORT = ReportOptions()
-_HP = HParams()
 
 
-@dataclasses.dataclass
-class IngestConfig:
-    """CxrExampleGen's knobs; the meaning and defaults of the shared ones live in IngestOptions."""
+def _part(options: Any, cls: type) -> Any:
+    """The `cls` part of a config section that extends the component's option dataclass `cls`."""
+    return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)})
 
-    max_side: int = _INGEST_DEFAULTS.max_side
-    max_pixels: int = _INGEST_DEFAULTS.max_pixels
-    min_side: int = _INGEST_DEFAULTS.min_side
-    max_aspect_ratio: float = _INGEST_DEFAULTS.max_aspect_ratio
-    split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: dict(_INGEST_DEFAULTS.split_ratios))
-    max_quarantine_fraction: float = _INGEST_DEFAULTS.max_quarantine_fraction
+
+@dataclasses.dataclass(frozen=True)
+class IngestConfig(IngestOptions):
+    """CxrExampleGen's options (IngestOptions: their meaning, defaults and checks) and how ingestion's Beam job runs."""
+
     # Appended to `beam_args` for ingestion only. Its work (PNG/JPEG decoding, zlib, hashing, file reads)
     # releases the GIL, so threads use every core without the ~10 s of worker-process start-up that
     # multi-processing costs (benchmarks/ingest.py measures both). Ignored by runners other than DirectRunner.
     beam_args: list[str] = dataclasses.field(default_factory=lambda: ["--direct_running_mode=multi_threading"])
 
     def options(self) -> IngestOptions:
-        return IngestOptions(
-            max_side=self.max_side,
-            max_pixels=self.max_pixels,
-            min_side=self.min_side,
-            max_aspect_ratio=self.max_aspect_ratio,
-            split_ratios=tuple(self.split_ratios.items()),
-            max_quarantine_fraction=self.max_quarantine_fraction,
-        )
+        return _part(self, IngestOptions)
 
 
 @dataclasses.dataclass
@@ -81,37 +72,21 @@ class ValidationConfig:
                 raise ValueError(f"validation.{name} thresholds must be in (0, 1], got {thresholds}")
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """One task's training budget and hyperparameters (components.trainer.hparams.HParams says what each means;
-    they reach the Trainer through custom_config, so ML Metadata records them)."""
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(HParams):
+    """One task's training budget and its Trainer's hyperparameters (HParams: their meaning, defaults and checks;
+    they reach the Trainer through custom_config, so ML Metadata records them).
+
+    `task` is the classification task as written in the config ({kind: multilabel|multiclass|binary, labels: [...],
+    classes: {name: {label: 1|0}}}); `seg_size` and `cls_size` are the run's (PipelineConfig's), set there.
+    """
 
     train_steps: int = 200
     eval_steps: int = 10
-    epochs: int = _HP.epochs
-    batch_size: int = _HP.batch_size
-    learning_rate: float = _HP.learning_rate
-    base_filters: int = _HP.base_filters
-    depth: int = _HP.depth
-    early_stopping_patience: int = _HP.early_stopping_patience
-    arch: str = _HP.arch
-    mask_classes: int = _HP.mask_classes
-    alpha: float = _HP.alpha
-    weights: str = _HP.weights
-    dropout: float = _HP.dropout
-    class_balance: str = _HP.class_balance
-    augment: bool = _HP.augment
-    lr_schedule: str = _HP.lr_schedule
-    validation_fraction: float = _HP.validation_fraction
-    min_validation_examples: int = _HP.min_validation_examples
-    # Classification only: {kind: multilabel|multiclass|binary, labels: [...], classes: {name: {label: 1|0}}}.
-    task: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def hparams(self, **sizes: int) -> HParams:
-        """The Trainer's hyperparameters (validated), with the model input sizes."""
-        fields = {f.name for f in dataclasses.fields(HParams)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in fields and k != "task"}
-        return HParams(**values, **sizes, task=make_task(**self.task).to_config() if self.task else {})
+    def hparams(self) -> HParams:
+        """The Trainer's hyperparameters, with the task in its normalised form."""
+        return dataclasses.replace(_part(self, HParams), task=make_task(**self.task).to_config() if self.task else {})
 
 
 @dataclasses.dataclass
@@ -283,8 +258,8 @@ class PipelineConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
-    seg_size: int = 128
-    cls_size: int = 128
+    seg_size: int = F.DEFAULT_SEG_SIZE
+    cls_size: int = F.DEFAULT_CLS_SIZE
     segmentation: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     classification: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     seg_blessing: BlessingConfig = dataclasses.field(default_factory=lambda: BlessingConfig(floor=0.85))
@@ -312,10 +287,16 @@ class PipelineConfig:
         for name, size in (("seg_size", self.seg_size), ("cls_size", self.cls_size)):
             if size < 16 or size % 16:
                 raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
-        self.ingest.options()  # validates the ingestion knobs now rather than when the component runs
-        # Hyperparameters and tasks are validated now too, not when a Trainer starts minutes later.
-        self.segmentation.hparams().arch_for(SEGMENTATION_ARCHS)
-        self.classification.hparams().arch_for(CLASSIFICATION_ARCHS)
+        for task, archs in (("segmentation", SEGMENTATION_ARCHS), ("classification", CLASSIFICATION_ARCHS)):
+            train = getattr(self, task)
+            # One model input size per run (Transform writes the images at it): the top-level keys set it.
+            for name in ("seg_size", "cls_size"):
+                if getattr(train, name) not in (getattr(HParams, name), getattr(self, name)):
+                    raise ValueError(f"{task}.{name}: the run has one {name}; set the top-level {name} instead")
+            train = dataclasses.replace(train, seg_size=self.seg_size, cls_size=self.cls_size)
+            setattr(self, task, train)
+            # Hyperparameters and tasks are validated now, not when a Trainer starts minutes later.
+            train.hparams().arch_for(archs)
 
     @property
     def pipeline_root(self) -> str:

@@ -24,8 +24,8 @@ SEGMENTATION_RUN_FN = "components.trainer.segmentation.run_fn"
 CLASSIFICATION_RUN_FN = "components.trainer.classification.run_fn"
 
 
-def _hparams(config: PipelineConfig, train: TrainConfig) -> dict:
-    return dataclasses.asdict(train.hparams(seg_size=config.seg_size, cls_size=config.cls_size))
+def _hparams(train: TrainConfig) -> dict:
+    return dataclasses.asdict(train.hparams())
 
 
 def create_pipeline(
@@ -128,7 +128,7 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(num_steps=train.train_steps),
             eval_args=tfx.proto.EvalArgs(num_steps=train.eval_steps),
-            custom_config=_hparams(config, train),
+            custom_config=_hparams(train),
         ).with_id(contract.trainer(task))
         baseline = baselines.LatestBlessedModel(
             config.pipeline_name, task, metadata, fingerprint(contract.baseline_model(task))

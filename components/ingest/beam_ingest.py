@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -45,15 +45,15 @@ def hash_id(salt: str, *parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-def assign_split(patient_hash: str, split_ratios: tuple[tuple[str, float], ...]) -> str:
+def assign_split(patient_hash: str, split_ratios: Mapping[str, float]) -> str:
     """Deterministic split of a (hashed) patient: every image of one patient lands in the same split."""
-    total = sum(r for _, r in split_ratios)
+    total = sum(split_ratios.values())
     point = int(hashlib.sha256(patient_hash.encode()).hexdigest()[:15], 16) / 16**15 * total
-    for name, ratio in split_ratios:
+    for name, ratio in split_ratios.items():
         if point < ratio:
             return name
         point -= ratio
-    return split_ratios[-1][0]
+    return list(split_ratios)[-1]
 
 
 def _bytes(v: bytes) -> tf.train.Feature:

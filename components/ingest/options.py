@@ -17,7 +17,7 @@ class IngestOptions:
         at most PIL's own ceiling, imaging.PIL_MAX_PIXELS.
       min_side: images with a shorter side are refused (icons, 1xN strips, thumbnails).
       max_aspect_ratio: images whose longest / shortest side passes this are refused (strips, crops).
-      split_ratios: (split name, relative weight) pairs; patients are assigned by their hashed id.
+      split_ratios: {split name: relative weight}, in split order; patients are assigned by their hashed id.
       max_quarantine_fraction: the component fails when a source's quarantined share of its listed
         inputs passes this.
     """
@@ -26,7 +26,7 @@ class IngestOptions:
     max_pixels: int = 60_000_000
     min_side: int = 32
     max_aspect_ratio: float = 3.0
-    split_ratios: tuple[tuple[str, float], ...] = (("train", 0.75), ("eval", 0.25))
+    split_ratios: dict[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.75, "eval": 0.25})
     max_quarantine_fraction: float = 0.2
 
     def __post_init__(self) -> None:
@@ -38,11 +38,11 @@ class IngestOptions:
             raise ValueError(f"min_side must be >= 1, got {self.min_side}")
         if self.max_aspect_ratio < 1:
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
-        if not self.split_ratios or any(r <= 0 for _, r in self.split_ratios):
+        if not self.split_ratios or any(not isinstance(r, int | float) or r <= 0 for r in self.split_ratios.values()):
             raise ValueError(f"split ratios must be positive, got {self.split_ratios}")
         if not 0 <= self.max_quarantine_fraction <= 1:
             raise ValueError(f"max_quarantine_fraction must be in [0, 1], got {self.max_quarantine_fraction}")
 
     @property
     def split_names(self) -> list[str]:
-        return [name for name, _ in self.split_ratios]
+        return list(self.split_ratios)

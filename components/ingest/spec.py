@@ -45,5 +45,5 @@ class CxrExampleGenSpec(component_spec.ComponentSpec):
 
 def options_from_json(text: str) -> IngestOptions:
     raw = json.loads(text)
-    raw["split_ratios"] = tuple((n, float(r)) for n, r in raw["split_ratios"])
+    raw["split_ratios"] = {name: float(ratio) for name, ratio in raw["split_ratios"].items()}
     return IngestOptions(**raw)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from components import features as F
+
 SEGMENTATION_ARCHS = ("unet", "resunet")
 CLASSIFICATION_ARCHS = ("small_cnn", "mobilenet_v2", "densenet121", "resnet50")
 CLASS_BALANCE = ("balanced", "none")
@@ -32,8 +34,8 @@ class HParams:
         over every canonical label.
     """
 
-    seg_size: int = 128
-    cls_size: int = 128
+    seg_size: int = F.DEFAULT_SEG_SIZE
+    cls_size: int = F.DEFAULT_CLS_SIZE
     batch_size: int = 8
     epochs: int = 4
     learning_rate: float = 1e-3

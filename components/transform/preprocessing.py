@@ -9,8 +9,6 @@ import tensorflow_transform as tft
 
 from components import features as F
 
-DEFAULT_SEG_SIZE = 128
-DEFAULT_CLS_SIZE = 128
 # The raw features preprocessing_fn reads, as schemas/schema.pbtxt declares them (a test keeps the two equal);
 # for code that runs preprocessing_fn outside the pipeline (tests, benchmarks).
 RAW_INPUT_SPEC = {
@@ -119,8 +117,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
       ValueError: a size in custom_config is not a positive int.
     """
     config = custom_config or {}
-    seg_size = _size(config, "seg_size", DEFAULT_SEG_SIZE)
-    cls_size = _size(config, "cls_size", DEFAULT_CLS_SIZE)
+    seg_size = _size(config, "seg_size", F.DEFAULT_SEG_SIZE)
+    cls_size = _size(config, "cls_size", F.DEFAULT_CLS_SIZE)
     images = _squeeze(inputs[F.IMAGE])
     seg_images, cls_images, cls_pixels = _model_images(images, seg_size, cls_size)
     # Full-pass statistics over every pixel of every training image, computed once by the analyzer.

@@ -156,7 +156,7 @@ def small_run(tiny_archive, tmp_path_factory):
         SourceConfig("montgomery", "montgomery", str(tiny_archive / "montgomery" / "MontgomerySet")),
         SourceConfig("nih", "nih", str(tiny_archive / "nih")),
     ]
-    options = B.IngestOptions(max_side=64, split_ratios=(("train", 0.5), ("eval", 0.5)))
+    options = B.IngestOptions(max_side=64, split_ratios={"train": 0.5, "eval": 0.5})
     refs, _ = B.list_sources(sources)
     with beam.Pipeline() as p:
         B.build_ingest(p, refs, sources, options, "gate-salt", str(root / "examples"), str(root / "work"))

@@ -47,7 +47,7 @@ def test_no_patient_in_two_splits_over_all_sources(tiny_archive, tmp_path, reque
     shutil.copytree(tiny_archive, data)
     sources = _sources(data, samples)
     options = B.IngestOptions(
-        max_side=128, split_ratios=(("train", 0.5), ("eval", 0.3), ("test", 0.2)), max_quarantine_fraction=1.0
+        max_side=128, split_ratios={"train": 0.5, "eval": 0.3, "test": 0.2}, max_quarantine_fraction=1.0
     )
     refs, rejected = B.list_sources(sources)
     with beam.Pipeline() as p:

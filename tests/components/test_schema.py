@@ -21,12 +21,13 @@ from pipelines.pipeline import SCHEMA_DIR
 SCHEMA = tfdv.load_schema_text(os.path.join(SCHEMA_DIR, "schema.pbtxt"))
 
 
-def _ingest(sources: list[SourceConfig], out, split_ratios=(("train", 0.75), ("eval", 0.25))) -> dict[str, str]:
+def _ingest(sources: list[SourceConfig], out, split_ratios=None) -> dict[str, str]:
+    split_ratios = split_ratios or {"train": 0.75, "eval": 0.25}
     options = B.IngestOptions(max_side=128, split_ratios=split_ratios, max_quarantine_fraction=1.0)
     refs, _ = B.list_sources(sources)
     with beam.Pipeline() as p:
         B.build_ingest(p, refs, sources, options, "schema-salt", str(out / "examples"), str(out / "work"))
-    return {name: glob.glob(str(out / "examples" / f"Split-{name}" / "*.gz"))[0] for name, _ in split_ratios}
+    return {name: glob.glob(str(out / "examples" / f"Split-{name}" / "*.gz"))[0] for name in split_ratios}
 
 
 def _stats(path: str, image_sample_rate: float = 1.0):
@@ -94,7 +95,7 @@ def test_anomalies_name_the_feature_and_the_source(demo_files, tmp_path):
 
 @pytest.mark.samples
 def test_real_nih_images_get_image_statistics_and_fit_the_schema(samples_dir, tmp_path):
-    files = _ingest([SourceConfig("nih", "nih", str(samples_dir / "nih_cxr14"))], tmp_path, split_ratios=(("train", 1.0),))
+    files = _ingest([SourceConfig("nih", "nih", str(samples_dir / "nih_cxr14"))], tmp_path, split_ratios={"train": 1.0})
     stats = _stats(files["train"])
     image = next(f for f in stats.datasets[0].features if f.path.step == [F.IMAGE])
     custom = {c.name: c for c in image.custom_stats}

@@ -17,10 +17,10 @@ def test_hash_is_salted_and_stable():
 
 
 def test_split_ratios_are_respected():
-    ratios = (("train", 0.7), ("eval", 0.2), ("test", 0.1))
+    ratios = {"train": 0.7, "eval": 0.2, "test": 0.1}
     counts = collections.Counter(assign_split(hash_id("salt", str(i)), ratios) for i in range(20000))
     assert set(counts) == {"train", "eval", "test"}
-    for name, ratio in ratios:
+    for name, ratio in ratios.items():
         assert abs(counts[name] / 20000 - ratio) < 0.015, counts
 
 
@@ -28,7 +28,7 @@ def test_split_ratios_are_respected():
     "kwargs, match",
     [
         ({"max_side": 8}, "max_side"),
-        ({"split_ratios": (("train", 0.0),)}, "positive"),
+        ({"split_ratios": {"train": 0.0}}, "positive"),
         ({"max_quarantine_fraction": 2.0}, "max_quarantine_fraction"),
     ],
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from components.ingest.sources import SourceConfig
+from components.trainer.hparams import HParams
 from pipelines import config as cfg
 from pipelines.pipeline import create_pipeline
 
@@ -130,3 +132,18 @@ def test_the_run_config_takes_ingestions_defaults_from_ingest_options():
     from pipelines import config as cfg
 
     assert cfg.IngestConfig().options() == IngestOptions()
+    # One definition: the run config's sections extend the components' option dataclasses (no mirrored fields).
+    assert issubclass(cfg.IngestConfig, IngestOptions) and issubclass(cfg.TrainConfig, HParams)
+    own = {f.name for f in dataclasses.fields(cfg.TrainConfig)} - {f.name for f in dataclasses.fields(HParams)}
+    assert own == {"train_steps", "eval_steps"}
+    with pytest.raises(ValueError, match="max_side must be >= 16"):
+        cfg.load_config(overrides=["ingest.max_side=8"])
+
+
+def test_the_trainers_get_the_runs_model_sizes():
+    c = cfg.load_config(overrides=["seg_size=64", "cls_size=96"])
+    for train in (c.segmentation, c.classification):
+        assert (train.hparams().seg_size, train.hparams().cls_size) == (64, 96)
+    assert cfg.load_config(overrides=["cls_size=96", "classification.cls_size=96"]).classification.cls_size == 96
+    with pytest.raises(ValueError, match="classification.cls_size: the run has one cls_size; set the top-level cls_size"):
+        cfg.load_config(overrides=["cls_size=96", "classification.cls_size=64"])
