@@ -46,9 +46,7 @@ def test_no_patient_in_two_splits_over_all_sources(tiny_archive, tmp_path, reque
     data = tmp_path / "archive"
     shutil.copytree(tiny_archive, data)
     sources = _sources(data, samples)
-    options = B.IngestOptions(
-        max_side=128, split_ratios={"train": 0.5, "eval": 0.3, "test": 0.2}, max_quarantine_fraction=1.0
-    )
+    options = B.IngestOptions(max_side=128, split_ratios={"train": 0.5, "eval": 0.3, "test": 0.2}, max_quarantine_fraction=1.0)
     refs, rejected = B.list_sources(sources)
     with beam.Pipeline() as p:
         B.build_ingest(p, refs, sources, options, "leak-salt", str(tmp_path / "ex"), str(tmp_path / "work"))
