@@ -21,8 +21,8 @@ from tfx.types import artifact, artifact_utils, channel, component_spec, standar
 from tfx.utils import io_utils
 
 from components import baselines, contract, stops
-from components import features as F
 from components.validation import checks, images
+from components.validation.verdict import review
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +39,9 @@ MIN_EXAMPLES_KEY = "min_examples_for_distance"
 EXAMPLES_KEY = "examples"
 IMAGE_CHECK_KEY = "image_check_examples"
 DEFAULT_IMAGE_CHECK_EXAMPLES = 100  # TFDV's own minimum for image statistics: below it, the gate's check is all there is
-TRAIN_SPLIT = "train"
 REPORT_TEXT = "report.txt"
 REPORT_JSON = "report.json"
 FINDINGS_PROPERTY = "anomalies_found"
-IMAGE_FORMATS = ("png",)  # the contract: ingestion stores every image as PNG (features.IMAGE)
 
 
 class DataValidationReport(artifact.Artifact):
@@ -81,89 +79,61 @@ class DataAnomaliesError(stops.DataStop):
 
 
 class Executor(base_executor.BaseExecutor):
+    """Loads the gate's inputs, asks verdict.review, writes the report; fails the run or publishes the statistics."""
+
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
         stats_artifact = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
         anomalies_artifact = artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY])
         schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict[SCHEMA_KEY])))
-        baseline_statistics = baselines.resolve(input_dict.get(BASELINE_KEY))
         skew, drift = json.loads(exec_properties[SKEW_KEY]), json.loads(exec_properties[DRIFT_KEY])
         splits = artifact_utils.decode_split_names(stats_artifact.split_names)
-        stats = {s: stats_artifact_utils.load_statistics(stats_artifact, s).proto() for s in splits}
-
-        findings: list[checks.Finding] = []
-        examples = input_dict.get(EXAMPLES_KEY) or []
-        image_features = images.image_features(schema)
-        image_limit = int(exec_properties.get(IMAGE_CHECK_KEY) or DEFAULT_IMAGE_CHECK_EXAMPLES)
-        image_checks: dict[str, int] = {}
-        for split in splits:
-            if examples and image_features:
-                sample = images.sample(images.split_files(artifact_utils.get_split_uri(examples, split)), image_limit)
-                image_checks[split] = len(sample)
-                findings += images.findings(sample, image_features, split)
-            findings += checks.findings_of(_schema_diff(anomalies_artifact, split), f"split {split}")
-            findings += checks.per_source_findings(stats[split], schema, split)
-            findings += checks.image_format_findings(stats[split], F.IMAGE, IMAGE_FORMATS, f"split {split}")
-        # A distance between the histograms of a few dozen examples is sampling noise, not skew or drift.
-        min_examples = int(exec_properties[MIN_EXAMPLES_KEY])
-        skipped: list[str] = []
-
-        def distances(current, reference, thresholds, where: str) -> list[checks.Finding]:
-            sizes = (checks.num_examples(current), checks.num_examples(reference))
-            if thresholds and min(sizes) < min_examples:
-                skipped.append(f"{where}: not measured, {min(sizes)} examples < {min_examples}")
-                return []
-            return checks.drift_findings(current, reference, schema, thresholds, where)
-
-        if TRAIN_SPLIT in stats:
-            for split in splits:
-                if split != TRAIN_SPLIT:
-                    findings += distances(stats[split], stats[TRAIN_SPLIT], skew, f"skew {split} vs {TRAIN_SPLIT}")
-        baseline_uri = None
-        if baseline_statistics:
-            baseline = baseline_statistics[0]
-            baseline_uri = baseline.uri
-            for split in set(splits) & set(artifact_utils.decode_split_names(baseline.split_names)):
-                previous = stats_artifact_utils.load_statistics(baseline, split).proto()
-                findings += distances(stats[split], previous, drift, f"drift {split} vs previous run")
-        findings = list(dict.fromkeys(findings))  # the same anomaly seen twice is reported once
-
-        continuing = bool(exec_properties[CONTINUE_KEY])
-        if findings:
-            header = f"data validation: {len(findings)} anomal{'y' if len(findings) == 1 else 'ies'}" + (
-                " (recorded; the run continues because validation.continue_on_anomalies is set)"
-                if continuing
-                else " (the run stops before Transform; fix the data or the schema, or set "
-                "validation.continue_on_anomalies=true to continue and record them)"
-            )
-        else:
-            header = "data validation: no anomalies"
-        text = checks.report_text(findings, header) + "".join(f"  (skipped) {note}\n" for note in sorted(skipped))
-        report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
-        report.set_int_custom_property(FINDINGS_PROPERTY, len(findings))
-        _write(os.path.join(report.uri, REPORT_TEXT), text)
-        _write(
-            os.path.join(report.uri, REPORT_JSON),
-            json.dumps(
-                {
-                    "anomalies": [f.__dict__ for f in findings],
-                    "continued": continuing and bool(findings),
-                    "baseline_statistics": baseline_uri,
-                    "skipped": sorted(skipped),
-                    "image_checks": image_checks,  # split -> Examples whose image features the gate decoded
-                    "split_skew_thresholds": skew,
-                    "drift_thresholds": drift,
-                },
-                indent=2,
-                sort_keys=True,
-            ),
+        stats = _statistics(stats_artifact)
+        baseline_statistics = baselines.resolve(input_dict.get(BASELINE_KEY))
+        baseline = baseline_statistics[0] if baseline_statistics else None
+        verdict = review(
+            stats,
+            schema,
+            {split: _schema_diff(anomalies_artifact, split) for split in splits},
+            image_findings=_image_findings(input_dict.get(EXAMPLES_KEY) or [], schema, splits, exec_properties),
+            baseline=_statistics(baseline) if baseline else None,
+            skew=skew,
+            drift=drift,
+            min_examples=int(exec_properties[MIN_EXAMPLES_KEY]),
+            continuing=bool(exec_properties[CONTINUE_KEY]),
         )
-        if findings and not continuing:
+        text = verdict.text()
+        report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
+        report.set_int_custom_property(FINDINGS_PROPERTY, len(verdict.findings))
+        _write(os.path.join(report.uri, REPORT_TEXT), text)
+        summary = verdict.to_json(baseline.uri if baseline else None, skew, drift)
+        _write(os.path.join(report.uri, REPORT_JSON), json.dumps(summary, indent=2, sort_keys=True))
+        if verdict.stops:
             raise DataAnomaliesError(text)
-        (logger.warning if findings else logger.info)("%s", text.rstrip())
+        (logger.warning if verdict.findings else logger.info)("%s", text.rstrip())
         accepted = artifact_utils.get_single_instance(output_dict[ACCEPTED_KEY])
         accepted.split_names = stats_artifact.split_names
         for split in splits:
             _copy_tree(artifact_utils.get_split_uri([stats_artifact], split), artifact_utils.get_split_uri([accepted], split))
+
+
+def _statistics(stats_artifact: artifact.Artifact) -> dict[str, Any]:
+    splits = artifact_utils.decode_split_names(stats_artifact.split_names)
+    return {s: stats_artifact_utils.load_statistics(stats_artifact, s).proto() for s in splits}
+
+
+def _image_findings(
+    examples: list[artifact.Artifact], schema: Any, splits: list[str], exec_properties: dict[str, Any]
+) -> dict[str, tuple[int, list[checks.Finding]]]:
+    """split -> (Examples decoded, findings): the schema's image features checked on a bounded sample per split."""
+    features = images.image_features(schema)
+    if not (examples and features):
+        return {}
+    limit = int(exec_properties.get(IMAGE_CHECK_KEY) or DEFAULT_IMAGE_CHECK_EXAMPLES)
+    found = {}
+    for split in splits:
+        sample = images.sample(images.split_files(artifact_utils.get_split_uri(examples, split)), limit)
+        found[split] = (len(sample), images.findings(sample, features, split))
+    return found
 
 
 def _schema_diff(anomalies_artifact: artifact.Artifact, split: str) -> anomalies_pb2.Anomalies:
