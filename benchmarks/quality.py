@@ -36,7 +36,7 @@ import components  # noqa: E402,F401 - Keras 2 before TensorFlow and tf_keras
 
 # isort: split
 from components import mlmd  # noqa: E402
-from components.evaluation import tfma_metrics as M  # noqa: E402
+from components.evaluation import metric_names as M  # noqa: E402
 from components.reporting import run_data  # noqa: E402
 from pipelines import config as cfg  # noqa: E402
 from pipelines import local_runner  # noqa: E402

@@ -95,7 +95,7 @@ class BlessingConfig:
 
     The task's key metric (segmentation: mean Dice, classification: macro AUC) must be >= `floor` and at most
     `tolerance` below the latest blessed model's; a first model, with nothing blessed before it, needs only the
-    bounds. `floors` and `ceilings` bound further metrics by name (components/evaluation/tfma_metrics.py), e.g.
+    bounds. `floors` and `ceilings` bound further metrics by name (components/evaluation/metric_names.py), e.g.
     floors {"iou": 0.6, "auc/Tuberculosis": 0.7}, ceilings {"hd95": 12.0} (pixels at seg_size).
     """
 

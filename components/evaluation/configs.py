@@ -18,7 +18,8 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 
 from components import features as F
-from components.evaluation import tfma_metrics as M
+from components.evaluation import metric_names as M
+from components.evaluation.tfma_metrics import ClassificationMetrics, SegmentationMetrics
 from components.trainer import classification, segmentation
 from components.trainer.tasks import make_task
 
@@ -107,7 +108,7 @@ def segmentation_eval_config(
       ceilings: upper bounds by metric name, for lower-is-better ones (hd95, in pixels at seg_size).
       threshold: decision threshold on the lung probability.
     """
-    M.SegmentationMetrics(threshold=threshold)  # validates the arguments now
+    SegmentationMetrics(threshold=threshold)  # validates the arguments now
     key, _ = KEY_METRICS[SEGMENTATION]
     thresholds = _thresholds(key, floor, tolerance, floors or {}, ceilings or {}, M.SEGMENTATION_NAMES)
     return tfma.EvalConfig(
@@ -148,7 +149,7 @@ def classification_eval_config(
     """
     t = make_task(**(task or {}))
     config = {"class_names": list(t.classes), "kind": t.kind, "threshold": threshold}
-    M.ClassificationMetrics(**config)  # validates the arguments now
+    ClassificationMetrics(**config)  # validates the arguments now
     key, _ = KEY_METRICS[CLASSIFICATION]
     names = M.classification_metric_names(t.classes, t.kind)
     thresholds = _thresholds(key, floor, tolerance, floors or {}, ceilings or {}, names)

@@ -1,4 +1,4 @@
-"""Training metrics (tf_keras): Dice and IoU defined as in the evaluation (components/evaluation/tfma_metrics.py)."""
+"""Training metrics (tf_keras): Dice and IoU defined as in the evaluation (components/evaluation/scores.py)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from ml_metadata.metadata_store import metadata_store
 
 from components import features as F
 from components import mlmd
+from components.evaluation import metric_names as M
 from components.evaluation import results
-from components.evaluation import tfma_metrics as M
 from components.ingest import spec as ingest_spec
 from components.ingest.beam_ingest import REPORT_FILE
 from components.promotion import lineage, registry

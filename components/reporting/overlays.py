@@ -2,7 +2,7 @@
 
 TFMA keeps no per-image results, only the metrics and the Dice histogram, so the images behind them are found by
 running the same SavedModel through the same signatures TFMA calls (`serving_examples` for the prediction,
-`eval_features` for the label) and scoring each image with the same function (tfma_metrics.segmentation_scores).
+`eval_features` for the label) and scoring each image with the same function (evaluation.scores.segmentation_scores).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from PIL import Image
 from tfx.utils import path_utils
 
 from components import features as F
-from components.evaluation import tfma_metrics as M
+from components.evaluation import scores as M
 from components.reporting import examples as ex
 from components.trainer import segmentation
 

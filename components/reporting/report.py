@@ -21,7 +21,7 @@ from ml_metadata.metadata_store import metadata_store
 
 from components import features as F
 from components import mlmd
-from components.evaluation import tfma_metrics as M
+from components.evaluation import metric_names as M
 from components.promotion import lineage, registry
 from components.reporting import examples as ex
 from components.reporting import overlays, plots, run_data, sources_section

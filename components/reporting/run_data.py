@@ -399,7 +399,7 @@ def _diffs(evaluation_uri: str) -> dict[str, float]:
 
 
 def roc_curve(plot) -> dict[str, list[float]]:
-    """{"fpr", "tpr", "threshold"} of a roc/<class> plot (tfma_metrics.ClassificationStats.roc)."""
+    """{"fpr", "tpr", "threshold"} of a roc/<class> plot (evaluation.scores.ClassificationStats.roc)."""
     matrices = plot.confusion_matrix_at_thresholds.matrices
     return {
         "fpr": [m.false_positive_rate for m in matrices],
@@ -409,7 +409,7 @@ def roc_curve(plot) -> dict[str, list[float]]:
 
 
 def dice_histogram(plot) -> dict[str, list[float]]:
-    """{"lower", "upper", "count", "dice_sum"} of a dice_histogram plot (tfma_metrics.SegmentationStats.plots)."""
+    """{"lower", "upper", "count", "dice_sum"} of a dice_histogram plot (evaluation.scores.SegmentationStats.plots)."""
     buckets = plot.calibration_histogram_buckets.buckets
     return {
         "lower": [b.lower_threshold_inclusive for b in buckets],

@@ -16,8 +16,7 @@ from tensorflow_model_analysis.extractors import materialized_predictions_extrac
 from tfx_bsl.arrow import table_util
 
 from components import features as F
-from components.evaluation import configs, results
-from components.evaluation import tfma_metrics as M
+from components.evaluation import configs, metric_names, results, scores, tfma_metrics
 from components.trainer import classification, segmentation
 
 
@@ -51,32 +50,32 @@ SQUARE_PLUS_FAR_PIXEL[2, 8] = 1.0  # 5 pixels right of the square's boundary pix
     ids=["identical", "shifted", "stray-pixel", "both-empty", "truth-empty", "prediction-empty", "at-threshold"],
 )
 def test_segmentation_scores(truth, prediction, expected):
-    assert M.segmentation_scores(truth, prediction) == pytest.approx(expected, abs=1e-12)
+    assert scores.segmentation_scores(truth, prediction) == pytest.approx(expected, abs=1e-12)
     # The model's (H, W, 1) layout and a DataFrame's flat square vector give the same scores.
-    assert M.segmentation_scores(truth[..., None], prediction[..., None]) == pytest.approx(expected, abs=1e-12)
+    assert scores.segmentation_scores(truth[..., None], prediction[..., None]) == pytest.approx(expected, abs=1e-12)
     if truth.shape[0] == truth.shape[1]:
-        assert M.segmentation_scores(truth.ravel(), prediction.ravel()) == pytest.approx(expected, abs=1e-12)
+        assert scores.segmentation_scores(truth.ravel(), prediction.ravel()) == pytest.approx(expected, abs=1e-12)
 
 
 def test_segmentation_scores_reject_bad_shapes():
     with pytest.raises(ValueError, match="flat mask must hold a square image, got 15 values"):
-        M.segmentation_scores(np.zeros(15), np.zeros(15))
+        scores.segmentation_scores(np.zeros(15), np.zeros(15))
     with pytest.raises(ValueError, match=r"differ in shape: \(4, 4\) vs \(5, 5\)"):
-        M.segmentation_scores(np.zeros((4, 4)), np.zeros((5, 5)))
+        scores.segmentation_scores(np.zeros((4, 4)), np.zeros((5, 5)))
 
 
 def test_segmentation_stats_average_over_weighted_images_only():
-    stats = M.SegmentationStats()
+    stats = scores.SegmentationStats()
     stats.add(SQUARE_6, SQUARE_6, 1.0)
     stats.add(np.zeros((6, 6)), SQUARE_6, 0.0)  # no reference mask: left out, not scored as a miss
     stats.add(SQUARE_6, _square((6, 6), slice(1, 4), slice(2, 5)), 1.0)
     assert stats.results() == pytest.approx({"dice": (1 + 2 / 3) / 2, "iou": 0.75, "hd95": 0.5, "images_with_mask": 2.0})
-    empty = M.SegmentationStats().results()
+    empty = scores.SegmentationStats().results()
     assert math.isnan(empty["dice"]) and empty["images_with_mask"] == 0.0
 
 
 def _classification(kind, rows, class_names, threshold=0.5):
-    stats = M.ClassificationStats(len(class_names), kind, threshold)
+    stats = scores.ClassificationStats(len(class_names), kind, threshold)
     for row in rows:
         stats.add(*row)
     return stats.results(class_names)
@@ -182,7 +181,7 @@ def test_degenerate_models_score_chance_balanced_accuracy_and_no_spread():
 
 
 def test_within_source_auc_compares_pairs_of_one_source_only():
-    stats = M.ClassificationStats(1, "binary")
+    stats = scores.ClassificationStats(1, "binary")
     # Source "covid" is all positive and scored high, "kermany" has both classes but ranks them badly:
     # pooled, the model looks good (it tells the sources apart); within sources it is at chance or worse.
     for label, prediction, source in [
@@ -199,14 +198,14 @@ def test_within_source_auc_compares_pairs_of_one_source_only():
     # Within kermany only: 0.3 vs {0.4, 0.2}: 1 of 2.
     assert got["within_source_auc/P"] == pytest.approx(0.5) and got["macro_within_source_auc"] == pytest.approx(0.5)
     # Merged partial statistics (as Beam combines them) give the same.
-    a, b = M.ClassificationStats(1, "binary"), M.ClassificationStats(1, "binary")
+    a, b = scores.ClassificationStats(1, "binary"), scores.ClassificationStats(1, "binary")
     a.add([1], [0.3], 1.0, source="kermany")
     b.add([0], [0.4], 1.0, source="kermany")
     b.add([0], [0.2], 1.0, source="kermany")
     b.add([1], [0.9], 1.0, source="covid")
     assert a.merge(b).results(["P"])["within_source_auc/P"] == pytest.approx(0.5)
     # No source with both classes: undefined.
-    alone = M.ClassificationStats(1, "binary")
+    alone = scores.ClassificationStats(1, "binary")
     alone.add([1], [0.9], 1.0, source="covid")
     alone.add([0], [0.1], 1.0, source="kermany")
     assert math.isnan(alone.results(["P"])["macro_within_source_auc"])
@@ -229,7 +228,7 @@ def _roc_area(thresholds, tp, fp, tn, fn) -> float:
 
 
 def test_roc_points_from_the_auc_histograms():
-    stats = M.ClassificationStats(2, "multilabel")
+    stats = scores.ClassificationStats(2, "multilabel")
     for row in MULTILABEL:
         stats.add(*row)
     # A: positives {0.9, 0.4}, negatives {0.6, 0.1}; thresholds at each occupied bucket, descending from 1.
@@ -255,7 +254,7 @@ def test_roc_points_from_the_auc_histograms():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_roc_area_is_the_auc_with_ties(seed):
     rng = np.random.default_rng(seed)
-    stats = M.ClassificationStats(3, "multilabel", num_buckets=20)  # coarse buckets: many ties
+    stats = scores.ClassificationStats(3, "multilabel", num_buckets=20)  # coarse buckets: many ties
     for _ in range(200):
         stats.add(rng.integers(-1, 2, size=3), rng.random(3), float(rng.integers(1, 3)))
     for i, auc in enumerate(stats.auc()):
@@ -263,18 +262,18 @@ def test_roc_area_is_the_auc_with_ties(seed):
 
 
 def test_dice_histogram_counts_weighted_images_per_bin():
-    stats = M.SegmentationStats()
+    stats = scores.SegmentationStats()
     stats.add(SQUARE_6, SQUARE_6, 1.0)  # Dice 1: the last bin
     stats.add(SQUARE_6, _square((6, 6), slice(1, 4), slice(2, 5)), 2.0)  # Dice 2/3
     stats.add(SQUARE_6, np.zeros((6, 6)), 1.0)  # Dice 0
     stats.add(SQUARE_6, SQUARE_6, 0.0)  # no mask: not counted
-    other = M.SegmentationStats()
+    other = scores.SegmentationStats()
     other.add(SQUARE_6, SQUARE_6, 1.0)
     stats.merge(other)
     (histogram,) = stats.plots().values()
     counts = {i: b.num_weighted_examples.value for i, b in enumerate(histogram.buckets) if b.num_weighted_examples.value}
-    assert counts == {0: 1.0, M.dice_bin(2 / 3): 2.0, M.DICE_BINS - 1: 2.0}
-    assert M.dice_bin(2 / 3) == 13 and len(histogram.buckets) == M.DICE_BINS
+    assert counts == {0: 1.0, scores.dice_bin(2 / 3): 2.0, metric_names.DICE_BINS - 1: 2.0}
+    assert scores.dice_bin(2 / 3) == 13 and len(histogram.buckets) == metric_names.DICE_BINS
     assert histogram.buckets[13].lower_threshold_inclusive == pytest.approx(0.65)
     sums = sum(b.total_weighted_label.value for b in histogram.buckets)
     assert sums / sum(counts.values()) == pytest.approx(stats.results()["dice"])
@@ -282,17 +281,17 @@ def test_dice_histogram_counts_weighted_images_per_bin():
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="expected 2 labels and predictions per example, got 3 and 2"):
-        M.ClassificationStats(2, "multilabel").add([1, 0, 0], [0.5, 0.5])
+        scores.ClassificationStats(2, "multilabel").add([1, 0, 0], [0.5, 0.5])
     with pytest.raises(ValueError, match="unknown task kind 'ordinal'"):
-        M.ClassificationMetrics(["A"], kind="ordinal")
+        tfma_metrics.ClassificationMetrics(["A"], kind="ordinal")
     with pytest.raises(ValueError, match="a binary task has exactly one class"):
-        M.ClassificationMetrics(["A", "B"], kind="binary")
+        tfma_metrics.ClassificationMetrics(["A", "B"], kind="binary")
     with pytest.raises(ValueError, match=r"decision threshold must be in \(0, 1\), got 1.5"):
-        M.ClassificationMetrics(["A"], threshold=1.5)
+        tfma_metrics.ClassificationMetrics(["A"], threshold=1.5)
     with pytest.raises(ValueError, match="emits no metric named 'auc/C'"):
-        M.ClassificationMetrics(["A", "B"], name="auc/C")
+        tfma_metrics.ClassificationMetrics(["A", "B"], name="auc/C")
     with pytest.raises(ValueError, match="SegmentationMetrics emits no metric named 'accuracy'"):
-        M.SegmentationMetrics(name="accuracy")
+        tfma_metrics.SegmentationMetrics(name="accuracy")
 
 
 def test_metric_config_round_trip():
@@ -304,7 +303,7 @@ def test_metric_config_round_trip():
     expected = {"class_names": ["Tuberculosis"], "kind": "binary", "threshold": 0.5, "name": "macro_auc"}
     assert json.loads(metrics[1].config) == expected
     instance = tfma.metrics.metric_specs.metric_instance(metrics[1], tfma.metrics.metric_types.registered_metrics())
-    assert isinstance(instance, M.ClassificationMetrics) and instance.name == "macro_auc"
+    assert isinstance(instance, tfma_metrics.ClassificationMetrics) and instance.name == "macro_auc"
 
 
 def test_builders_slice_overall_and_by_source_view_sex_and_threshold_overall_only():
@@ -524,7 +523,7 @@ def test_tfma_first_model_needs_only_the_floors(classification_runs):
     assert results.validation_failures(uri) == []
     got = results.overall_metrics(uri)
     assert got["macro_auc"] == pytest.approx(5 / 6) and got["example_count"] == 6.0
-    assert set(M.classification_metric_names(CLASSES, "multilabel")) <= set(got)
+    assert set(metric_names.classification_metric_names(CLASSES, "multilabel")) <= set(got)
 
 
 def _block(rows: slice, cols: slice) -> list[float]:
@@ -558,9 +557,10 @@ def test_tfma_segmentation_metrics_per_source_and_a_ceiling(tmp_path):
     assert results.overall_metrics(str(tmp_path))["dice"] == pytest.approx(0.6)
     assert results.validation_failures(str(tmp_path)) == ["hd95 = 2.219 on the overall slice is above the ceiling 0.4"]
     # The per-image Dice distribution: overall one image per bin of 1, 0.8 and 0.
-    histograms = {k: v[M.DICE_HISTOGRAM].calibration_histogram_buckets for k, v in results.plots_by_slice(str(tmp_path)).items()}
+    plots = results.plots_by_slice(str(tmp_path))
+    histograms = {k: v[metric_names.DICE_HISTOGRAM].calibration_histogram_buckets for k, v in plots.items()}
     counts = {i: b.num_weighted_examples.value for i, b in enumerate(histograms[()].buckets) if b.num_weighted_examples.value}
-    assert counts == {0: 1.0, M.dice_bin(0.8): 1.0, M.DICE_BINS - 1: 1.0}
+    assert counts == {0: 1.0, scores.dice_bin(0.8): 1.0, metric_names.DICE_BINS - 1: 1.0}
     assert sum(b.num_weighted_examples.value for b in histograms[(("source", "b"),)].buckets) == 1.0
 
 
