@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SERVING = REPO / "runs" / "demo" / "serving"  # where `cxr demo` pushes
 MODELS = ("segmentation", "classification")  # the demo's model names (push.model_names' defaults)
-SINGLE_IMAGE_SIGNATURE = "serve_image"  # segmentation only: one image -> mask at the image's own size
 # A short demo run: both models trained briefly and pushed whatever their quality (speed does not depend on it).
 DEMO_OVERRIDES = (
     "segmentation.train_steps=40",
@@ -253,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             outputs = ", ".join(f"{k} {_shape(s)}" for k, s in sorted(serve.structured_outputs.items()))
             call = f"`{F.SERVING_IMAGE_SIGNATURE}` (batch of 1)"
             probes.append(signature_probe(name, call, serve, singles, batch, outputs))
-            if SINGLE_IMAGE_SIGNATURE in model.signatures:
-                one = model.signatures[SINGLE_IMAGE_SIGNATURE]
+            if F.SEGMENTATION_IMAGE_SIGNATURE in model.signatures:
+                one = model.signatures[F.SEGMENTATION_IMAGE_SIGNATURE]
                 scalars = [tf.constant(png) for png in pngs]
                 full = ", ".join(f"{k} {v.shape}" for k, v in sorted(_numpy(one(image_bytes=scalars[0])).items()))
-                probes.append(signature_probe(name, f"`{SINGLE_IMAGE_SIGNATURE}` (one image)", one, scalars, None, full))
+                probes.append(signature_probe(name, f"`{F.SEGMENTATION_IMAGE_SIGNATURE}` (one image)", one, scalars, None, full))
         # What decoding alone costs: the first step of the Transform graph inside every signature. Each image is
         # reduced to its maximum (decode_gray needs it anyway) rather than stacked, which would add copies of
         # (B, size, size) uint16 that the signatures never make.

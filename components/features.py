@@ -59,14 +59,24 @@ HAS_MASK_XF = "has_mask_xf"  # float 1/0
 LABELS_XF = "labels_xf"  # float vector; -1 where the label is unknown, so losses/metrics can mask it
 SOURCE_XF = "source_xf"
 PATIENT_XF = "patient_xf"  # the salted patient hash, so the Trainer can hold out whole patients for validation
+# The full-pass pixel statistics of the classification images (B,) float32: the trainers standardise with them.
+INTENSITY_MEAN_XF = "intensity_mean_xf"
+INTENSITY_STD_XF = "intensity_std_xf"
+INTENSITY_XF = (INTENSITY_MEAN_XF, INTENSITY_STD_XF)
 
 # What a Trainer writes beside its TensorBoard logs (model_run/): examples, epochs and steps run, wall time.
 TRAINING_SUMMARY_FILE = "training_summary.json"
 
-# Serving-signature names shared by the trainers, the evaluator config and tests.
+# --- The exported models' signatures and outputs: the trainers write them; serving, TFMA and the report call them ---
 SERVING_IMAGE_SIGNATURE = "serving_default"  # raw encoded image bytes (PNG/JPEG) -> predictions
 SERVING_EXAMPLE_SIGNATURE = "serving_examples"  # serialized raw tf.Examples -> predictions (TFMA uses it)
 TRANSFORM_SIGNATURE = "transform_features"  # serialized raw tf.Examples -> transformed features
+EVAL_FEATURES_SIGNATURE = "eval_features"  # serialized raw tf.Examples -> what TFMA's labels are read from
+SEGMENTATION_IMAGE_SIGNATURE = "serve_image"  # one encoded image at its own size -> mask at that size
+SEGMENTATION_PREDICTION = "lung_probability"  # (B, S, S, 1) float32 in [0, 1] (serve_image: full size)
+SEGMENTATION_MASK = "lung_mask"  # serve_image only: (H, W, 1) uint8, 1 = lung
+CLASSIFICATION_PREDICTION = "probabilities"  # (B, C) float32 in the task's class order
+CLASSIFICATION_LABEL_NAMES = "label_names"  # (B, C) string, so every answer names its classes
 
 
 def label_vector(known: dict[str, bool]) -> tuple[list[float], list[int]]:

@@ -116,7 +116,7 @@ def segmentation_eval_config(
             tfma.ModelSpec(
                 signature_name=F.SERVING_EXAMPLE_SIGNATURE,
                 model_type=tfma.TF_GENERIC,  # signatures only: TFMA need not try loading it as Keras first
-                preprocessing_function_names=["eval_features"],
+                preprocessing_function_names=[F.EVAL_FEATURES_SIGNATURE],
                 label_key=segmentation.MASK_LABEL_KEY,
                 prediction_key=segmentation.PREDICTION_KEY,
                 example_weight_key=F.HAS_MASK_XF,
@@ -158,7 +158,7 @@ def classification_eval_config(
             tfma.ModelSpec(
                 signature_name=F.SERVING_EXAMPLE_SIGNATURE,
                 model_type=tfma.TF_GENERIC,  # signatures only: TFMA need not try loading it as Keras first
-                preprocessing_function_names=["eval_features"],
+                preprocessing_function_names=[F.EVAL_FEATURES_SIGNATURE],
                 label_key=F.LABELS_XF,
                 prediction_key=classification.PREDICTION_KEY,
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
+from components import features as F
 from components import stops
 from components.ingest import storage
 from components.promotion import registry, versions
@@ -26,8 +27,8 @@ ALL_MODELS = "*"
 CACHE_ENV = "CXR_MODEL_CACHE"  # where gs:// versions are downloaded to (default ~/.cache/cxr-pipeline/models)
 # The signatures (and their outputs) prediction calls; an older export without them is refused on load.
 REQUIRED_SIGNATURES = {
-    "segmentation": ("serve_image", ("lung_probability", "lung_mask")),
-    "classification": ("serving_default", ("probabilities", "label_names")),
+    "segmentation": (F.SEGMENTATION_IMAGE_SIGNATURE, (F.SEGMENTATION_PREDICTION, F.SEGMENTATION_MASK)),
+    "classification": (F.SERVING_IMAGE_SIGNATURE, (F.CLASSIFICATION_PREDICTION, F.CLASSIFICATION_LABEL_NAMES)),
 }
 
 

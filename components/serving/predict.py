@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from components import features as F
 from components.ingest import imaging, storage
 from components.ingest.sources.base import DICOM_EXTENSIONS
 from components.serving import models as serving_models
@@ -138,8 +139,8 @@ class Predictor:
         limits: DecodeLimits = DecodeLimits(),
     ) -> None:
         self.segmentation, self.classification, self.limits = segmentation, classification, limits
-        self._segment = segmentation.signature("serve_image")
-        self._classify = classification.signature("serving_default")
+        self._segment = segmentation.signature(F.SEGMENTATION_IMAGE_SIGNATURE)
+        self._classify = classification.signature(F.SERVING_IMAGE_SIGNATURE)
 
     @classmethod
     def load(cls, refs: Mapping[str, serving_models.ModelRef], cache_dir: str | None = None) -> Predictor:
@@ -161,10 +162,10 @@ class Predictor:
         image = decode_input(data, name, self.limits)
         height, width = image.pixels.shape
         out = self._classify(image_bytes=tf.constant([image.encoded]))
-        probabilities = out["probabilities"].numpy()[0].astype(float)
-        labels = [n.decode() for n in out["label_names"].numpy()[0]]
+        probabilities = out[F.CLASSIFICATION_PREDICTION].numpy()[0].astype(float)
+        labels = [n.decode() for n in out[F.CLASSIFICATION_LABEL_NAMES].numpy()[0]]
         seg = self._segment(image_bytes=tf.constant(image.encoded))
-        mask = seg["lung_mask"].numpy().astype(bool)
+        mask = seg[F.SEGMENTATION_MASK].numpy().astype(bool)
         if mask.shape != (height, width):
             raise RuntimeError(f"the segmentation model returned a {mask.shape} mask for a {height}x{width} image")
         lung_pixels = int(mask.sum())

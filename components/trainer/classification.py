@@ -21,8 +21,8 @@ from components.trainer.tasks import ClassificationTask, balanced_weights, task_
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_KEY = "probabilities"  # (B, C) in the task's class order
-LABEL_NAMES_KEY = "label_names"  # (B, C) string, so every answer names its classes
+PREDICTION_KEY = F.CLASSIFICATION_PREDICTION
+LABEL_NAMES_KEY = F.CLASSIFICATION_LABEL_NAMES
 
 
 def _known(target: tf.Tensor) -> tf.Tensor:
@@ -50,7 +50,7 @@ def make_datasets(
         image = common.decode_png(f[F.CLS_IMAGE_XF], size)
         if seed is not None:
             image = augment.augment_image(image, seed, config)
-        stats = {k: f[k][None] for k in ("intensity_mean_xf", "intensity_std_xf")}
+        stats = {k: f[k][None] for k in F.INTENSITY_XF}
         return common.standardize(image[None], stats)[0], task.targets(f[F.LABELS_XF][None])[0]
 
     keep = lambda f: _known(task.targets(f[F.LABELS_XF][None])[0])  # noqa: E731

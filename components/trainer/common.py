@@ -54,8 +54,8 @@ def decode_png(encoded: tf.Tensor, size: int) -> tf.Tensor:
 
 def standardize(image01: tf.Tensor, features: dict[str, tf.Tensor]) -> tf.Tensor:
     """Standardises [0, 1] images with the full-pass statistics computed by Transform."""
-    mean = tf.reshape(features["intensity_mean_xf"], [-1, 1, 1, 1])
-    std = tf.reshape(features["intensity_std_xf"], [-1, 1, 1, 1])
+    mean = tf.reshape(features[F.INTENSITY_MEAN_XF], [-1, 1, 1, 1])
+    std = tf.reshape(features[F.INTENSITY_STD_XF], [-1, 1, 1, 1])
     return (image01 - mean) / std
 
 
@@ -311,7 +311,7 @@ def export(
         F.SERVING_IMAGE_SIGNATURE: serve_images.get_concrete_function(),
         F.SERVING_EXAMPLE_SIGNATURE: serve_examples.get_concrete_function(),
         F.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
-        "eval_features": eval_feature_fn.get_concrete_function(),
+        F.EVAL_FEATURES_SIGNATURE: eval_feature_fn.get_concrete_function(),
     }
     for name, make in extra_signatures.items():
         signatures[name] = make(module)

@@ -19,7 +19,7 @@ from components.trainer.hparams import SEGMENTATION_ARCHS
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_KEY = "lung_probability"  # (B, S, S, 1) at the model size
+PREDICTION_KEY = F.SEGMENTATION_PREDICTION
 MASK_LABEL_KEY = "mask_label"  # (B, S, S, 1) float {0, 1}: the evaluation label
 SIDES_KEY = "lung_side_probabilities"  # (B, S, S, 3) background / right / left, when mask_classes is 3
 
@@ -49,7 +49,7 @@ def make_datasets(
         image, mask = common.decode_png(f[F.SEG_IMAGE_XF], size), _label_map(f[F.MASK_XF], size)
         if seed is not None:
             image, mask = augment.augment(image, mask, seed, config)
-        stats = {k: f[k][None] for k in ("intensity_mean_xf", "intensity_std_xf")}
+        stats = {k: f[k][None] for k in F.INTENSITY_XF}
         target = mask if hp.mask_classes == 3 else tf.cast(mask > 0.0, tf.float32)
         return common.standardize(image[None], stats)[0], target
 
@@ -116,7 +116,7 @@ def run_fn(fn_args: Any) -> None:
             xf = module.tft_layer({F.IMAGE: tf.reshape(image_bytes, [1, 1])})
             prob = predict(model, xf, size)[PREDICTION_KEY]
             full = tf.image.resize(prob, shape[:2], method="bilinear")[0, :, :, 0]
-            return {PREDICTION_KEY: full, "lung_mask": tf.cast(full > 0.5, tf.uint8)}
+            return {PREDICTION_KEY: full, F.SEGMENTATION_MASK: tf.cast(full > 0.5, tf.uint8)}
 
         module.serve_image = serve_image
         return serve_image.get_concrete_function()
@@ -126,6 +126,6 @@ def run_fn(fn_args: Any) -> None:
         tf_transform_output,
         lambda m, xf: predict(m, xf, size),
         eval_features,
-        {"serve_image": single_image_signature},
+        {F.SEGMENTATION_IMAGE_SIGNATURE: single_image_signature},
         fn_args.serving_model_dir,
     )

@@ -129,8 +129,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
     outputs = {
         F.SEG_IMAGE_XF: seg_images,
         F.CLS_IMAGE_XF: cls_images,
-        "intensity_mean_xf": ones * mean,
-        "intensity_std_xf": ones * tf.sqrt(tf.maximum(var, 1e-12)),
+        F.INTENSITY_MEAN_XF: ones * mean,
+        F.INTENSITY_STD_XF: ones * tf.sqrt(tf.maximum(var, 1e-12)),
     }
     if F.MASK in inputs:
         outputs[F.MASK_XF] = _resize_masks(_squeeze(inputs[F.MASK]), seg_size)
