@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from components import contract
 from components import features as F
 from pipelines.phantom import render_phantom
 from pipelines.results import pushed_models
@@ -30,8 +31,8 @@ from pipelines.results import pushed_models
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SERVING = REPO / "runs" / "demo" / "serving"  # where `cxr demo` pushes
-MODELS = ("segmentation", "classification")  # the demo's model names (push.model_names' defaults)
+DEFAULT_SERVING = REPO / contract.DEFAULT_RUN_DIR / contract.SERVING_DIR  # where `cxr demo` pushes
+MODELS = contract.TASKS  # the demo's model names (push.model_names' defaults)
 # A short demo run: both models trained briefly and pushed whatever their quality (speed does not depend on it).
 DEMO_OVERRIDES = (
     "segmentation.train_steps=40",
@@ -163,7 +164,7 @@ def obtain_models(args: argparse.Namespace) -> tuple[dict[str, str], str, str | 
     temporary = None if args.run_dir else tempfile.mkdtemp(prefix="cxr-bench-serve-")
     run_dir = os.path.abspath(args.run_dir or temporary)
     overrides = [*DEMO_OVERRIDES, *args.overrides]
-    cached = os.path.exists(os.path.join(run_dir, "metadata.sqlite"))  # a rerun: unchanged steps come from the cache
+    cached = os.path.exists(os.path.join(run_dir, contract.METADATA_FILE))  # a rerun: unchanged steps come from the cache
     try:
         seconds = run_demo(run_dir, overrides)
     except BaseException:
@@ -175,7 +176,7 @@ def obtain_models(args: argparse.Namespace) -> tuple[dict[str, str], str, str | 
         f"`cxr demo --run-dir {args.run_dir or '<temporary>'}` with "
         f"{' '.join('--set ' + o for o in overrides)})"
     )
-    return pushed_models(os.path.join(run_dir, "serving")), how, temporary
+    return pushed_models(os.path.join(run_dir, contract.SERVING_DIR)), how, temporary
 
 
 def print_table(probes: list[Probe], batch: int) -> None:

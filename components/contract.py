@@ -1,4 +1,4 @@
-"""The pipeline's node ids and tasks, and the names they get on Kubeflow: one definition for every reader.
+"""The pipeline's tasks, node ids, Kubeflow task names and run-directory layout: one definition for every reader.
 
 The node ids are what ML Metadata records locally (TFX's node contexts "<pipeline>.<node id>"); on Kubeflow the
 same nodes run as tasks named `kubeflow_task_name(node id)` (Argo's alphabet: lowercase letters, digits, '-').
@@ -9,6 +9,14 @@ from __future__ import annotations
 import re
 
 TASKS = ("segmentation", "classification")
+
+# --- The run directory (`cxr run`'s run_dir): what a run writes there ---
+DEFAULT_RUN_DIR = "runs/demo"  # `cxr demo`'s, and every command's default
+METADATA_FILE = "metadata.sqlite"  # ML Metadata (SQLite) of every run in the directory
+PIPELINE_ROOT_DIR = "pipeline_root"  # the artifacts, <component>/<output>/<execution id>/
+SERVING_DIR = "serving"  # pushed models, <model name>/<version>/, unless push.base_dir says elsewhere
+REPORTS_DIR = "reports"  # report.html, settings.json, model_cards/
+LOGS_DIR = "logs"  # <run id>.log: a run's full log
 
 EXAMPLE_GEN = "CxrExampleGen"
 SCHEMA_GEN = "ImportSchemaGen"

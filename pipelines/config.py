@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from components import contract, stops
 from components import features as F
-from components import stops
 from components.ingest.options import IngestOptions
 from components.ingest.sources import SOURCE_KINDS, SourceConfig
 from components.reporting.options import ReportOptions
@@ -115,7 +115,7 @@ class BlessingConfig:
 # Default extra classification floors (components/evaluation/tfma_metrics.py): what any useful model clears.
 DEGENERATE_MODEL_FLOORS = {"macro_balanced_accuracy": 0.65, "macro_prediction_std": 0.05}
 
-_PUSH_MODEL_NAMES = {"segmentation": "segmentation", "classification": "classification"}
+_PUSH_MODEL_NAMES = {task: task for task in contract.TASKS}
 
 
 @dataclasses.dataclass
@@ -246,13 +246,13 @@ class ReportConfig:
         )
 
 
-TASKS = ("segmentation", "classification")
+TASKS = contract.TASKS
 
 
 @dataclasses.dataclass
 class PipelineConfig:
     pipeline_name: str = "cxr-pipeline"
-    run_dir: str = "runs/demo"
+    run_dir: str = contract.DEFAULT_RUN_DIR
     sources: list[SourceConfig] = dataclasses.field(default_factory=list)
     # The models this pipeline trains, evaluates and pushes (e.g. only classification on a dataset without masks).
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -300,16 +300,16 @@ class PipelineConfig:
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.run_dir, "pipeline_root")
+        return os.path.join(self.run_dir, contract.PIPELINE_ROOT_DIR)
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.run_dir, "metadata.sqlite")
+        return os.path.join(self.run_dir, contract.METADATA_FILE)
 
     @property
     def serving_dir(self) -> str:
         """Where pushed models go (push.base_dir, by default `<run_dir>/serving`): `<serving_dir>/<model name>/<version>/`."""
-        return self.push.base_dir or os.path.join(self.run_dir, "serving")
+        return self.push.base_dir or os.path.join(self.run_dir, contract.SERVING_DIR)
 
 
 def _build(cls: type, raw: dict[str, Any]) -> Any:

@@ -13,14 +13,14 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
+from components import contract, stops
 from components import features as F
-from components import stops
 from components.ingest import storage
 from components.promotion import registry, versions
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "classification")
+TASKS = contract.TASKS
 PRODUCTION, LATEST = "production", "latest"
 PINNED = "pinned"  # how a version asked for by number was selected
 ALL_MODELS = "*"
