@@ -95,6 +95,13 @@ class Cell:
     css: str = ""
 
 
+def badge(ok: bool | None, yes: str, no: str, unknown: str = "-") -> Cell:
+    """A verdict cell: `yes` in green, `no` in red, `unknown` greyed when the verdict is None."""
+    if ok is None:
+        return Cell(unknown, "muted")
+    return Cell(yes, "ok") if ok else Cell(no, "bad")
+
+
 @dataclasses.dataclass
 class Block:
     kind: str  # h2, h3, p, note, warning, ul, table, figure, grid, raw
