@@ -14,7 +14,7 @@ from PIL import Image
 from components import features as F
 from components.reporting import common, plots, report, run_data, sources_section
 from components.reporting import examples as ex
-from components.reporting.html import Cell, Doc, fmt
+from components.reporting.html import Block, Cell, Doc, fmt
 from components.reporting.options import ReportOptions
 
 
@@ -42,6 +42,13 @@ def test_document_renders_escaped_self_contained_html_and_markdown():
     assert "| nih | 3 |" in md and "| a\\|b | 0.1235 |" in md  # pipes escaped in Markdown cells
     assert not self_contained('<img src="https://example.com/x.png">')
     assert not self_contained('<a href="report2.html">x</a>') and not self_contained("<script></script>")
+
+
+def test_a_block_the_template_does_not_know_is_refused():
+    doc = Doc("r")
+    doc.blocks.append(Block("raw", "<p>x</p>"))
+    with pytest.raises(ValueError, match=r"unknown block kind\(s\) \['raw'\]"):
+        doc.html()
 
 
 @pytest.mark.parametrize(
