@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["components", "components.*", "pipelines", "pipelines.*", "kubeflow", "kubeflow.*"]),
     include_package_data=True,
+    package_data={"components.reporting": ["templates/*.html"], "components.serving": ["templates/*.html"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow",

@@ -24,9 +24,9 @@ from components.ingest import spec as ingest_spec
 from components.ingest.beam_ingest import REPORT_FILE
 from components.promotion import lineage, registry
 from components.reporting import run_data
-from components.reporting.html import Cell, Doc, fmt, is_count
+from components.reporting.common import is_demo_root, slice_label, slice_rows
+from components.reporting.html import Cell, Doc, fmt
 from components.reporting.options import ReportOptions
-from components.reporting.report import is_demo_root, slice_columns, slice_label
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS
 
 TASK_USE = {
@@ -222,10 +222,8 @@ def document(data: dict[str, Any], options: ReportOptions) -> Doc:
     doc.note(f"From the model's lineage in ML Metadata: Examples artifact {exs.get('artifact_id')}, split by hashed patient id.")
     doc.h2("Metrics by slice", "metrics")
     if e:
-        columns = slice_columns(c.task, e)
-        keys = sorted(e["metrics"], key=lambda k: (len(k), [x[0] for x in k], [x[1] for x in k]))
-        rows = [[slice_label(k)] + [fmt(e["metrics"][k].get(m), count=is_count(m)) for m in columns] for k in keys]
-        doc.table("table-metrics", ["slice", *columns], rows)
+        header, rows = slice_rows(c.task, e)
+        doc.table("table-metrics", header, rows)
         threshold = e.get("decision_threshold")
         doc.note(
             f"TFMA on the eval split (evaluation execution {e['execution_id']}); decision threshold {threshold}. NaN: undefined."

@@ -21,10 +21,14 @@ from components.reporting import examples as ex
 from components.trainer import segmentation
 
 BATCH = 16
+# One scored image: dice, iou, hd95, image id, source, its transformed PNG, truth (S, S, 1), probabilities (S, S, 1).
+_Scored = tuple[float, float, float, str, str, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclasses.dataclass
 class Overlay:
+    """One segmented eval image with its scores, for the report's best and worst grids."""
+
     image_id: str
     source: str
     dice: float
@@ -37,6 +41,8 @@ class Overlay:
 
 @dataclasses.dataclass
 class Overlays:
+    """The scores of every masked eval image run again, and the best and worst of them."""
+
     images: int  # masked eval images scored
     mean_dice: float
     dice: list[float]  # every scored image's Dice
@@ -81,9 +87,9 @@ def segmentation_overlays(
         return None
     model = tf.saved_model.load(path_utils.serving_model_path(model_uri))
     predict = model.signatures[F.SERVING_EXAMPLE_SIGNATURE]
-    labels = model.signatures["eval_features"]
+    labels = model.signatures[F.EVAL_FEATURES_SIGNATURE]
     transform = model.signatures[F.TRANSFORM_SIGNATURE]
-    scored = []
+    scored: list[_Scored] = []
     for start in range(0, len(records), BATCH):
         batch = records[start : start + BATCH]
         serialized = tf.constant([r[0] for r in batch])
@@ -95,7 +101,7 @@ def segmentation_overlays(
             scored.append((dice, iou, hd95, image_id, source, png, t, p))
     scored.sort(key=lambda s: (-s[0], s[3]))
 
-    def overlay(s) -> Overlay:
+    def overlay(s: _Scored) -> Overlay:
         dice, iou, hd95, image_id, source, png, t, p = s
         pixels = np.asarray(Image.open(io.BytesIO(bytes(np.asarray(png).reshape(-1)[0])))).astype(np.float64) / 255.0
         return Overlay(image_id, source, dice, iou, hd95, pixels, t[..., 0] > 0.5, p[..., 0] > threshold)

@@ -18,7 +18,8 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
 from components import baselines, mlmd
 from components import features as F
@@ -147,7 +148,7 @@ NUMERIC_STATS = (F.ORIG_HEIGHT, F.ORIG_WIDTH, F.AGE)
 STRING_STATS = (F.VIEW, F.SEX)
 
 
-def _numeric(feature) -> dict[str, float]:
+def _numeric(feature: statistics_pb2.FeatureNameStatistics) -> dict[str, float]:
     n = feature.num_stats
     median = None
     for q in n.histograms:
@@ -156,7 +157,7 @@ def _numeric(feature) -> dict[str, float]:
     return {"mean": n.mean, "min": n.min, "median": median, "max": n.max, "missing": n.common_stats.num_missing}
 
 
-def _string(feature) -> dict[str, float]:
+def _string(feature: statistics_pb2.FeatureNameStatistics) -> dict[str, float]:
     return {v.value: v.frequency for v in feature.string_stats.top_values}
 
 
@@ -398,7 +399,7 @@ def _diffs(evaluation_uri: str) -> dict[str, float]:
     return {**unweighted, **weighted}
 
 
-def roc_curve(plot) -> dict[str, list[float]]:
+def roc_curve(plot: metrics_for_slice_pb2.PlotData) -> dict[str, list[float]]:
     """{"fpr", "tpr", "threshold"} of a roc/<class> plot (evaluation.scores.ClassificationStats.roc)."""
     matrices = plot.confusion_matrix_at_thresholds.matrices
     return {
@@ -408,7 +409,7 @@ def roc_curve(plot) -> dict[str, list[float]]:
     }
 
 
-def dice_histogram(plot) -> dict[str, list[float]]:
+def dice_histogram(plot: metrics_for_slice_pb2.PlotData) -> dict[str, list[float]]:
     """{"lower", "upper", "count", "dice_sum"} of a dice_histogram plot (evaluation.scores.SegmentationStats.plots)."""
     buckets = plot.calibration_histogram_buckets.buckets
     return {

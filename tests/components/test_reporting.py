@@ -12,9 +12,9 @@ from html_page import Page, self_contained
 from PIL import Image
 
 from components import features as F
+from components.reporting import common, plots, report, run_data, sources_section
 from components.reporting import examples as ex
-from components.reporting import plots, report, run_data, sources_section
-from components.reporting.html import Cell, Doc, fmt
+from components.reporting.html import Block, Cell, Doc, fmt
 from components.reporting.options import ReportOptions
 
 
@@ -42,6 +42,13 @@ def test_document_renders_escaped_self_contained_html_and_markdown():
     assert "| nih | 3 |" in md and "| a\\|b | 0.1235 |" in md  # pipes escaped in Markdown cells
     assert not self_contained('<img src="https://example.com/x.png">')
     assert not self_contained('<a href="report2.html">x</a>') and not self_contained("<script></script>")
+
+
+def test_a_block_the_template_does_not_know_is_refused():
+    doc = Doc("r")
+    doc.blocks.append(Block("raw", "<p>x</p>"))
+    with pytest.raises(ValueError, match=r"unknown block kind\(s\) \['raw'\]"):
+        doc.html()
 
 
 @pytest.mark.parametrize(
@@ -155,11 +162,11 @@ def test_pictures_are_pngs():
 
 def test_demo_archives_are_recognised_by_their_readme(tmp_path):
     (tmp_path / "demo" / "nih").mkdir(parents=True)
-    (tmp_path / "demo" / "README.txt").write_text(report.DEMO_MARKER + " (pipelines.demo_data).\n")
+    (tmp_path / "demo" / "README.txt").write_text(common.DEMO_MARKER + " (pipelines.demo_data).\n")
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "README.txt").write_text("NIH ChestX-ray14\n")
-    assert report.is_demo_root(str(tmp_path / "demo" / "nih"))
-    assert not report.is_demo_root(str(tmp_path / "real")) and not report.is_demo_root("gs://bucket/demo")
+    assert common.is_demo_root(str(tmp_path / "demo" / "nih"))
+    assert not common.is_demo_root(str(tmp_path / "real")) and not common.is_demo_root("gs://bucket/demo")
 
 
 def test_quarantine_is_summarised_by_reason_and_listed():
