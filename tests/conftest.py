@@ -26,6 +26,7 @@ SLOW_MODULES = {
     "test_gate_images",
     "test_storage_gcs",
     "test_sources_more",
+    "test_sources_covid",
     "test_kubeflow_entrypoint",
 }
 SLOW_TESTS = {
