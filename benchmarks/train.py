@@ -28,7 +28,7 @@ from components.ingest import imaging
 from components.trainer import classification, common, segmentation
 from components.trainer.tasks import task_from_config
 from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
-from pipelines.config import PipelineConfig, TrainConfig
+from pipelines.config import PipelineConfig
 from pipelines.phantom import Findings, random_findings, render_phantom
 
 logger = logging.getLogger(__name__)
@@ -126,17 +126,14 @@ def training_throughput(model: keras.Model, ds: tf.data.Dataset, batch_size: int
     return steps * batch_size / (clock.end - clock.start)
 
 
-def _hparams(config: PipelineConfig, train: TrainConfig) -> common.HParams:
-    return common.HParams.from_custom_config(
-        {
-            "seg_size": config.seg_size,
-            "cls_size": config.cls_size,
-            "batch_size": train.batch_size,
-            "learning_rate": train.learning_rate,
-            "base_filters": train.base_filters,
-            "depth": train.depth,
-        }
-    )
+def bf16_instructions() -> list[str]:
+    """The CPU's bfloat16 instruction sets (x86 flags in /proc/cpuinfo): without them TensorFlow emulates bfloat16."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,11 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
 
     strategy = common.distribution_strategy()
+    policy = keras.mixed_precision.global_policy().name  # the Trainers' own (float32 on CPU, mixed_float16 on GPU)
     gpus = tf.config.list_physical_devices("GPU")
     device = f"{len(gpus)} GPU(s)" if gpus else f"CPU only ({os.cpu_count()} cores)"
     tasks = {
-        "segmentation": _hparams(defaults, defaults.segmentation),
-        "classification": _hparams(defaults, defaults.classification),
+        "segmentation": defaults.segmentation.hparams(),
+        "classification": defaults.classification.hparams(),
     }
     with tempfile.TemporaryDirectory(prefix="cxr-bench-train-") as work_dir:
         started = time.perf_counter()
@@ -188,25 +186,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plain, _, _ = classification.make_datasets(fn_args, tf_transform_output, plain_hp, task, global_batch, work_dir)
             unaugmented = input_throughput(plain, global_batch, args.input_batches, args.warmup)
             training = training_throughput(model, train, global_batch, args.train_steps, args.warmup)
-            rows.append((name, hp, model, pipeline, unaugmented, training))
+            # The same model and data with bfloat16 compute (float32 variables), timed in the same run.
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            try:
+                with strategy.scope():
+                    bf16_model = (
+                        segmentation.build_model(hp) if name == "segmentation" else classification.build_model(hp, task, None)
+                    )
+                bf16 = training_throughput(bf16_model, train, global_batch, args.train_steps, args.warmup)
+            finally:
+                keras.mixed_precision.set_global_policy(policy)
+            rows.append((name, hp, model, pipeline, unaugmented, training, bf16))
 
     print(f"Trainer throughput benchmark: {args.count} synthetic phantoms ({PHANTOM_SIZE}x{PHANTOM_SIZE}, with masks)")
     print(f"through the real preprocessing_fn (tft_beam, {setup_s:.0f} s), read back by the Trainers' make_datasets")
     print(
         f"device: {device}; TensorFlow {tf.__version__}; {type(strategy).__name__} with "
-        f"{strategy.num_replicas_in_sync} replica(s); policy {keras.mixed_precision.global_policy().name}; "
-        f"{platform.processor() or platform.machine()}"
+        f"{strategy.num_replicas_in_sync} replica(s); policy {policy}; {platform.processor() or platform.machine()}; "
+        f"CPU bfloat16 instructions: {', '.join(bf16_instructions()) or 'none'}"
     )
-    print("input pipeline: make_datasets' training split, augmented (default AugmentConfig) unless noted")
+    print("input pipeline: make_datasets' training split (parsed and filtered once, cached, shuffled, prefetched),")
+    print("augmented (default AugmentConfig) unless noted; bf16: the same training with the mixed_bfloat16 policy")
     print(f"timed: {args.input_batches} input batches, {args.train_steps} training steps, after {args.warmup} untimed\n")
     header = (
         f"{'task':15s} {'model':30s} {'batch':>5s} {'input img/s':>12s} {'(no augment)':>12s} {'train img/s':>12s} "
-        f"{'ratio':>8s}  target"
+        f"{'ratio':>8s}  target  {'bf16 img/s':>10s} {'bf16/f32':>8s}"
     )
     print(header)
     print("-" * len(header))
     met_all = True
-    for name, hp, model, pipeline, unaugmented, training in rows:
+    for name, hp, model, pipeline, unaugmented, training, bf16 in rows:
         ratio = pipeline / training
         met = ratio >= TARGET_RATIO
         met_all &= met
@@ -215,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = "met" if met else "NOT met"
         print(
             f"{name:15s} {what:30s} {hp.batch_size:5d} {pipeline:12,.1f} {unaugmented:12,.1f} {training:12,.1f} "
-            f"{ratio:7.1f}x  {verdict}"
+            f"{ratio:7.1f}x  {verdict:7s} {bf16:10,.1f} {bf16 / training:7.2f}x"
         )
     print(f"\ntarget: input pipeline >= {TARGET_RATIO:.0f}x training throughput: {'met' if met_all else 'NOT met'}")
     return 0 if met_all else 1
