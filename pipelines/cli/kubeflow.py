@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pipelines.cli import options
+from pipelines.cli.options import F
+
+_host_option = click.option("--host", default=None, help="KFP API endpoint, e.g. http://localhost:8080; default: kubeflow.host.")
+_package_option = click.option(
+    "--package", type=click.Path(exists=True, dir_okay=False), help="Upload this compiled file instead of compiling."
+)
 
 
-def _kubeflow_options(f):
+def _kubeflow_options(f: F) -> F:
     """--config / --set: the run's configuration, with its `kubeflow` section."""
-    f = click.option("--set", "overrides", multiple=True, help="Config override, e.g. --set kubeflow.image=REPO/cxr:0.2")(f)
-    config_file = click.Path(exists=True, dir_okay=False)
-    return click.option("--config", "config_path", required=True, type=config_file, help="YAML config (gs:// paths).")(f)
+    f = options.overrides_option("kubeflow.image=REPO/cxr:0.2")(f)
+    return options.config_option(required=True, help="YAML config (gs:// paths).")(f)
 
 
-def _kubeflow_call(fn, config_path: str, overrides: tuple[str, ...], **kwargs):
+def _kubeflow_call(fn: str, config_path: str, overrides: tuple[str, ...], **kwargs: Any) -> Any:
     """Loads the config and calls kubeflow.runner's `fn`, turning configuration errors into a clean CLI error."""
     from kubeflow import runner
     from pipelines import config as cfg
@@ -42,10 +49,12 @@ def kubeflow_compile(config_path: str, overrides: tuple[str, ...], out: str) -> 
 @kubeflow_group.command("schedule")
 @_kubeflow_options
 @click.option("--cron", default=None, help='6-field cron (seconds first), e.g. "0 0 2 * * *"; default: kubeflow.cron.')
-@click.option("--host", default=None, help="KFP API endpoint, e.g. http://localhost:8080; default: kubeflow.host.")
-@click.option("--package", type=click.Path(exists=True, dir_okay=False), help="Upload this compiled file instead of compiling.")
+@_host_option
+@_package_option
 @click.option("--replace", is_flag=True, help="Replace the pipeline's recurring run if the experiment has one.")
-def kubeflow_schedule(config_path, overrides, cron, host, package, replace) -> None:
+def kubeflow_schedule(
+    config_path: str, overrides: tuple[str, ...], cron: str | None, host: str | None, package: str | None, replace: bool
+) -> None:
     """Upload the pipeline (a new version if it exists) and create its recurring run (no catch-up, one at a time)."""
     ids = _kubeflow_call("schedule", config_path, overrides, cron=cron, host=host, package=package, replace=replace)
     options.echo_json(ids)
@@ -53,9 +62,9 @@ def kubeflow_schedule(config_path, overrides, cron, host, package, replace) -> N
 
 @kubeflow_group.command("run")
 @_kubeflow_options
-@click.option("--host", default=None, help="KFP API endpoint, e.g. http://localhost:8080; default: kubeflow.host.")
-@click.option("--package", type=click.Path(exists=True, dir_okay=False), help="Upload this compiled file instead of compiling.")
-def kubeflow_run(config_path, overrides, host, package) -> None:
+@_host_option
+@_package_option
+def kubeflow_run(config_path: str, overrides: tuple[str, ...], host: str | None, package: str | None) -> None:
     """Upload the pipeline (a new version if it exists) and start one run."""
     options.echo_json(_kubeflow_call("run_once", config_path, overrides, host=host, package=package))
 
@@ -75,7 +84,7 @@ def kubeflow_run(config_path, overrides, host, package) -> None:
     "--preload/--no-preload", default=True, show_default=True,
     help="Fork each task from a process that imported TensorFlow and TFX once (--no-preload: a new interpreter per task).",
 )  # fmt: skip
-def kubeflow_local_run(package, work_dir, pipeline_root, secrets_dir, preload) -> None:
+def kubeflow_local_run(package: str, work_dir: str, pipeline_root: str | None, secrets_dir: str | None, preload: bool) -> None:
     """Run a compiled pipeline file on this machine, task by task, as Kubeflow Pipelines would (before uploading it)."""
     from kubeflow import local_run
 

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from pipelines.cli import options
+from pipelines.cli.options import F
+
+
+def _audit_options(what: str, who: str) -> Callable[[F], F]:
+    """--reason / --by: why and by whom a registry change is made, recorded in ML Metadata with the `what`."""
+
+    def decorate(f: F) -> F:
+        by_help = f"Who {who} (default: $CXR_USER or the login name)."
+        f = click.option("--by", "user", default=None, help=by_help)(f)
+        return click.option("--reason", default="", help=f"Why; recorded in ML Metadata with the {what}.")(f)
+
+    return decorate
 
 
 @click.group()
@@ -15,8 +29,10 @@ def models() -> None:
 @models.command("list")
 @click.argument("model", required=False)
 @options.store_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models_list(model, run_dir, config_path, metadata_host, metadata_port, as_json) -> None:
+@options.json_option
+def models_list(
+    model: str | None, run_dir: str | None, config_path: str | None, metadata_host: str | None, metadata_port: int, as_json: bool
+) -> None:
     """Every trained model (of MODEL, or all), oldest first."""
     import datetime
 
@@ -64,10 +80,21 @@ def models_list(model, run_dir, config_path, metadata_host, metadata_port, as_js
 @click.option("--model-id", type=int, default=None, help="A Model artifact id (from `cxr models list`) instead of a version.")
 @click.option("--to", "stage", type=click.Choice(["production"]), default="production", show_default=True)
 @click.option("--force", is_flag=True, help="Promote even if its metrics are worse than production's (needs --reason).")
-@click.option("--reason", default="", help="Why; recorded in ML Metadata with the promotion.")
-@click.option("--by", "user", default=None, help="Who promotes (default: $CXR_USER or the login name).")
+@_audit_options("promotion", "promotes")
 @options.store_options
-def promote(model, version, model_id, stage, force, reason, user, run_dir, config_path, metadata_host, metadata_port) -> None:
+def promote(
+    model: str,
+    version: int | None,
+    model_id: int | None,
+    stage: str,
+    force: bool,
+    reason: str,
+    user: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+) -> None:
     """Make VERSION of MODEL the production version (blessed, pushed and not worse than production's)."""
     from components.promotion import registry
 
@@ -86,10 +113,17 @@ def promote(model, version, model_id, stage, force, reason, user, run_dir, confi
 
 @click.command()
 @click.argument("model")
-@click.option("--reason", default="", help="Why; recorded in ML Metadata with the rollback.")
-@click.option("--by", "user", default=None, help="Who rolls back (default: $CXR_USER or the login name).")
+@_audit_options("rollback", "rolls back")
 @options.store_options
-def rollback(model, reason, user, run_dir, config_path, metadata_host, metadata_port) -> None:
+def rollback(
+    model: str,
+    reason: str,
+    user: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+) -> None:
     """Put back the production version MODEL had before the current one."""
     from components.promotion import registry
 
@@ -105,8 +139,16 @@ def rollback(model, reason, user, run_dir, config_path, metadata_host, metadata_
 @click.argument("model_or_version", required=False)
 @click.option("--data", "source", default=None, help="List the models trained on this source instead.")
 @options.store_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def lineage(model_or_version, source, run_dir, config_path, metadata_host, metadata_port, as_json) -> None:
+@options.json_option
+def lineage(
+    model_or_version: str | None,
+    source: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+    as_json: bool,
+) -> None:
     """Where a model came from: MODEL (its production or newest version), MODEL:VERSION, VERSION or id:ARTIFACT_ID."""
     from components.promotion import lineage as lin
 

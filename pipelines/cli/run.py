@@ -7,15 +7,19 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from components import stops
 from pipelines import console
-from pipelines.cli import app
+from pipelines.cli import app, options
+
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
 
 
-def _run_pipeline(config, to_nodes: list[str] | None = None, before: Callable[[], None] | None = None) -> None:
+def _run_pipeline(config: PipelineConfig, to_nodes: list[str] | None = None, before: Callable[[], None] | None = None) -> None:
     """Runs the pipeline with the quiet console (pipelines/console.py) and prints where everything is."""
     start = time.monotonic()
     with console.RunConsole(config.run_dir, verbose=app.is_verbose()) as out:
@@ -90,10 +94,10 @@ def _demo_archive(data_dir: str, n_per_source: int, size: int) -> None:
 
 
 @click.command()
-@click.option("--run-dir", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--run-dir", default=options.DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False))
 @click.option("--n-per-source", default=24, show_default=True, help="Images per demo source (bigger = slower, better).")
 @click.option("--size", default=256, show_default=True, help="Side of the generated images.")
-@click.option("--set", "overrides", multiple=True, help="Config override, e.g. --set segmentation.train_steps=400")
+@options.overrides_option("segmentation.train_steps=400")
 def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...]) -> None:
     """Generate the demo archive and run the whole pipeline locally on it."""
     from pipelines import config as cfg
@@ -107,8 +111,8 @@ def demo(run_dir: str, n_per_source: int, size: int, overrides: tuple[str, ...])
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False), help="YAML config.")
-@click.option("--set", "overrides", multiple=True, help="Config override, e.g. --set run_dir=/data/runs/x")
+@options.config_option(required=True)
+@options.overrides_option("run_dir=/data/runs/x")
 @click.option(
     "--to",
     "to_nodes",
@@ -129,7 +133,7 @@ def run(config_path: str, overrides: tuple[str, ...], to_nodes: tuple[str, ...])
     _run_pipeline(config, to_nodes=list(to_nodes) or None)
 
 
-def _refuse_at_once(config) -> None:
+def _refuse_at_once(config: PipelineConfig) -> None:
     """Stops a run would meet at its start, checked before the stack is imported so that they answer at once:
     another run holding the run directory, a local source root that is not there (gs:// roots, and what a layout
     needs under its root, are checked by ingestion)."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from pipelines.cli import options
+from pipelines.cli.options import F
+
+if TYPE_CHECKING:
+    from components.serving.predict import FileResult, Predictor
 
 
-def _serving_options(f):
+def _serving_options(f: F) -> F:
     """--model / --cache-dir and the store options: which pushed versions `predict` and `serve` load."""
     f = options.store_options(f)
     cache_help = "Where gs:// versions are downloaded (default: $CXR_MODEL_CACHE or ~/.cache)."
@@ -24,7 +29,15 @@ def _serving_options(f):
     )(f)
 
 
-def _load_predictor(model_specs, cache_dir, run_dir, config_path, metadata_host, metadata_port):
+def _load_predictor(
+    model_specs: tuple[str, ...],
+    cache_dir: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+) -> Predictor:
+    """The pushed versions `model_specs` name, resolved in the store and loaded."""
     from components.serving import models as serving_models  # ModelNotFound: an expected stop (exit 7)
     from components.serving.predict import Predictor
 
@@ -40,7 +53,16 @@ def _load_predictor(model_specs, cache_dir, run_dir, config_path, metadata_host,
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False), help="Output directory.")
 @_serving_options
-def predict(images, out, model_specs, cache_dir, run_dir, config_path, metadata_host, metadata_port) -> None:
+def predict(
+    images: tuple[str, ...],
+    out: str,
+    model_specs: tuple[str, ...],
+    cache_dir: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+) -> None:
     """Predict IMAGES (PNG, JPEG or DICOM; local or gs://): per image OUT/<stem>.json and OUT/<stem>_overlay.png.
 
     A file that cannot be read gets one line `path: reason` on stderr and the others still run; the exit code is
@@ -52,7 +74,7 @@ def predict(images, out, model_specs, cache_dir, run_dir, config_path, metadata_
     versions = ", ".join(f"{m['name']} v{m['version']} ({m['selected_by']})" for m in predictor.describe().values())
     click.echo(f"models: {versions}")
 
-    def report(r) -> None:
+    def report(r: FileResult) -> None:
         if r.error:
             click.echo(f"{r.path}: {r.error}", err=True)
         else:
@@ -73,7 +95,17 @@ def predict(images, out, model_specs, cache_dir, run_dir, config_path, metadata_
     "--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Larger uploads get a 413."
 )
 @_serving_options
-def serve(host, port, max_upload_mb, model_specs, cache_dir, run_dir, config_path, metadata_host, metadata_port) -> None:
+def serve(
+    host: str,
+    port: int,
+    max_upload_mb: float,
+    model_specs: tuple[str, ...],
+    cache_dir: str | None,
+    run_dir: str | None,
+    config_path: str | None,
+    metadata_host: str | None,
+    metadata_port: int,
+) -> None:
     """A local web app to review chest X-rays with the pushed models, and its JSON API (POST /api/predict)."""
     from components.serving.app import create_app, make_server
 
