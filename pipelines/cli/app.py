@@ -10,7 +10,7 @@ import click
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
 from components import stops
-from pipelines import console
+from pipelines.cli import console
 
 # TFX's own progress lines, let through while the rest of absl's INFO chatter is hidden.
 _PROGRESS_PREFIXES = ("Component ", "A cached execution", "Going to run a new execution")
@@ -79,7 +79,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """cxr-pipeline: a TFX pipeline for chest X-rays."""
     ctx.obj = {"verbose": verbose}
     _setup_logging(verbose)
-    # A run's console files the stack's import chatter in the run's log (pipelines/console.py); other commands
+    # A run's console files the stack's import chatter in the run's log (pipelines/cli/console.py); other commands
     # import it here with that chatter captured. Either way, a refused config or command line answers at once.
     if not verbose and ctx.invoked_subcommand not in RUN_COMMANDS:
         console.quiet_imports()

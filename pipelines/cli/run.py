@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING
 import click
 
 from components import stops
-from pipelines import console
-from pipelines.cli import app, options
+from pipelines.cli import app, console, options
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
 
 
 def _run_pipeline(config: PipelineConfig, to_nodes: list[str] | None = None, before: Callable[[], None] | None = None) -> None:
-    """Runs the pipeline with the quiet console (pipelines/console.py) and prints where everything is."""
+    """Runs the pipeline with the quiet console (pipelines/cli/console.py) and prints where everything is."""
     start = time.monotonic()
     with console.RunConsole(config.run_dir, verbose=app.is_verbose()) as out:
         out.echo(f"cxr: pipeline {config.pipeline_name} into {os.path.abspath(config.run_dir)}")
@@ -155,7 +154,7 @@ def init(data_dir: str, out: str, force: bool) -> None:
 
     Exit code 1, and nothing written, when --out exists (without --force) or no dataset layout is recognised.
     """
-    from pipelines import init_config
+    from pipelines.cli import init_config
 
     if os.path.exists(out) and not force:
         raise click.ClickException(f"{out} exists; pass --force to overwrite it, or --out another file")
