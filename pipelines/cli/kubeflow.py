@@ -1,4 +1,4 @@
-"""`cxr kubeflow compile|schedule|run|local-run`: the pipeline on Kubeflow Pipelines (kubeflow/runner.py)."""
+"""`cxr kubeflow compile|schedule|run|local-run`: the pipeline on Kubeflow Pipelines (cxr_kubeflow.runner)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def _kubeflow_options(f: F) -> F:
 
 
 def _kubeflow_call(fn: str, config_path: str, overrides: tuple[str, ...], **kwargs: Any) -> Any:
-    """Loads the config and calls kubeflow.runner's `fn`, turning configuration errors into a clean CLI error."""
-    from kubeflow import runner
+    """Loads the config and calls cxr_kubeflow.runner's `fn`, turning configuration errors into a clean CLI error."""
+    from cxr_kubeflow import runner
     from pipelines import config as cfg
 
     try:
@@ -86,7 +86,7 @@ def kubeflow_run(config_path: str, overrides: tuple[str, ...], host: str | None,
 )  # fmt: skip
 def kubeflow_local_run(package: str, work_dir: str, pipeline_root: str | None, secrets_dir: str | None, preload: bool) -> None:
     """Run a compiled pipeline file on this machine, task by task, as Kubeflow Pipelines would (before uploading it)."""
-    from kubeflow import local_run
+    from cxr_kubeflow import local_run
 
     try:
         result = local_run.run(
