@@ -5,8 +5,8 @@ from __future__ import annotations
 from pipelines.cli import kubeflow, registry, report, run, serving
 from pipelines.cli.app import main
 
-for _group in (run, registry, serving, kubeflow, report):
-    for _command in _group.COMMANDS:
-        main.add_command(_command)
+for _command in (*run.COMMANDS, *registry.COMMANDS, *serving.COMMANDS, *kubeflow.COMMANDS, *report.COMMANDS):
+    main.add_command(_command)
+del _command
 
 __all__ = ["main"]

@@ -49,6 +49,11 @@ def _load_predictor(
         raise click.ClickException(str(e)) from e
 
 
+def _versions(predictor: Predictor) -> str:
+    """The loaded models as `NAME vVERSION (SELECTED_BY)`, comma-separated."""
+    return ", ".join(f"{m['name']} v{m['version']} ({m['selected_by']})" for m in predictor.describe().values())
+
+
 @click.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -71,8 +76,7 @@ def predict(
     from components.serving.predict import predict_files
 
     predictor = _load_predictor(model_specs, cache_dir, run_dir, config_path, metadata_host, metadata_port)
-    versions = ", ".join(f"{m['name']} v{m['version']} ({m['selected_by']})" for m in predictor.describe().values())
-    click.echo(f"models: {versions}")
+    click.echo(f"models: {_versions(predictor)}")
 
     def report(r: FileResult) -> None:
         if r.error:
@@ -114,8 +118,7 @@ def serve(
         server = make_server(create_app(predictor, max_upload_mb), host, port)
     except OSError as e:
         raise click.ClickException(f"cannot serve on {host}:{port}: {e}") from e
-    versions = ", ".join(f"{m['name']} v{m['version']} ({m['selected_by']})" for m in predictor.describe().values())
-    click.echo(f"serving {versions} on http://{host}:{server.server_port}/ (Ctrl-C to stop)")
+    click.echo(f"serving {_versions(predictor)} on http://{host}:{server.server_port}/ (Ctrl-C to stop)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach it can upload images", err=True)
     try:
