@@ -7,7 +7,13 @@ setup(
     version="0.1.0",
     description="A TFX pipeline for chest X-rays: ingestion, validation, segmentation and classification models, serving.",
     python_requires=">=3.10",
-    packages=find_packages(include=["components", "components.*", "pipelines", "pipelines.*", "kubeflow", "kubeflow.*"]),
+    packages=[
+        *find_packages(include=["components", "components.*", "pipelines", "pipelines.*"]),
+        # kubeflow/ holds the image (Dockerfile) and the example config; its code is the package cxr_kubeflow, not
+        # `kubeflow`, the top-level name of Kubeflow's own Python packages.
+        *find_packages(where="kubeflow", include=["cxr_kubeflow", "cxr_kubeflow.*"]),
+    ],
+    package_dir={"cxr_kubeflow": "kubeflow/cxr_kubeflow"},
     include_package_data=True,
     package_data={"components.reporting": ["templates/*.html"], "components.serving": ["templates/*.html"]},
     install_requires=[
@@ -30,7 +36,7 @@ setup(
         # Kubeflow: the kfp 2.x client (`cxr kubeflow`); the image's TFX entrypoint reads kfp-pipeline-spec.
         "kfp",
         "kfp-pipeline-spec",
-        # Trainers as TFJobs (kubeflow/tfjob.py) use it directly; kfp also depends on it today.
+        # Trainers as TFJobs (cxr_kubeflow.tfjob) use it directly; kfp also depends on it today.
         "kubernetes",
         # `cxr serve`: the local review web app.
         "flask",

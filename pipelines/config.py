@@ -160,7 +160,7 @@ class TrainerResources:
     `gpus` of `gpu_type` (the node's extended resource name; on Vertex AI an accelerator name such as
     NVIDIA_TESLA_T4), `cpu` and `memory` in Kubernetes quantities ("8", "500m"; "32Gi"), requested (memory is
     also the limit). `node_selector` picks the nodes, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
-    `workers` > 1 runs the Trainer as a TFJob of that many pods, each with these resources (kubeflow/tfjob.py).
+    `workers` > 1 runs the Trainer as a TFJob of that many pods, each with these resources (cxr_kubeflow.tfjob).
     """
 
     gpus: int = 1
@@ -186,7 +186,7 @@ class TrainerResources:
 
 @dataclasses.dataclass
 class KubeflowConfig:
-    """Kubeflow Pipelines (kubeflow/runner.py): the image, the Trainers' resources, Beam's runner, the schedule.
+    """Kubeflow Pipelines (cxr_kubeflow.runner): the image, the Trainers' resources, Beam's runner, the schedule.
 
     Only `cxr kubeflow compile|schedule|run` read it. The run's `run_dir` (hence the pipeline root),
     `sources` and `push.base_dir` must then be on gs://.

@@ -135,7 +135,7 @@ def test_real_headerless_acr_nema_dicom_decodes(samples_dir):
 
 
 def test_a_missing_root_stops_ingestion_naming_the_source(tmp_path):
-    """What `cxr run` checks up front for local roots (pipelines/cli.py) ingestion checks for every root."""
+    """What `cxr run` checks up front for local roots (pipelines/cli/run.py) ingestion checks for every root."""
     from components import stops
     from components.ingest.report import list_sources
 

@@ -23,7 +23,7 @@ def kubeflow_config():
 
 @pytest.fixture(scope="session")
 def compiled(kubeflow_config, tmp_path_factory) -> Path:
-    from kubeflow import runner
+    from cxr_kubeflow import runner
 
     return Path(runner.compile(kubeflow_config, str(tmp_path_factory.mktemp("kubeflow") / "pipeline.yaml")))
 

@@ -76,11 +76,34 @@ class Setup:
     extras_require: dict[str, list[str]]
     python_requires: str
     packages: list[str]  # what find_packages(include=..., exclude=...) finds, as `pip install .` does
+    package_dir: dict[str, str]  # package -> its directory, relative to the repository root (setup.py's package_dir)
+
+    def source(self, package: str) -> str:
+        """The directory holding `package` (dotted), relative to the repository root, as setuptools maps it."""
+        parts = package.split(".")
+        for i in range(len(parts), 0, -1):
+            mapped = self.package_dir.get(".".join(parts[:i]))
+            if mapped is not None:
+                return posixpath.join(mapped, *parts[i:])
+        return posixpath.join(self.package_dir.get("", ""), *parts)
+
+
+def _found_packages(node: ast.expr) -> list[str]:
+    """The packages a find_packages(...) call (literal arguments) finds, re-run here."""
+    assert isinstance(node, ast.Call) and getattr(node.func, "id", None) == "find_packages", (
+        "setup.py: packages= is expected to list find_packages(...) results and names; update this test if that changed"
+    )
+    arguments = dict(zip(["where", "exclude", "include"], [ast.literal_eval(a) for a in node.args], strict=False))
+    arguments.update({k.arg: ast.literal_eval(k.value) for k in node.keywords})
+    where = arguments.pop("where", ".")
+    return find_packages(where=str(REPO / where), **arguments)
 
 
 @functools.cache
 def setup_py() -> Setup:
-    """setup.py's setup(...) keywords, read from its AST (literals only; find_packages is re-run with its arguments)."""
+    """setup.py's setup(...) keywords, read from its AST (literals only; find_packages is re-run with its arguments).
+
+    packages= is one find_packages(...) call or a list of such calls (starred) and package names."""
     calls = [
         node
         for node in ast.walk(ast.parse(SETUP.read_text()))
@@ -88,17 +111,16 @@ def setup_py() -> Setup:
     ]
     assert len(calls) == 1, f"setup.py: expected one setup(...) call, found {len(calls)}"
     keywords = {k.arg: k.value for k in calls[0].keywords}
-    packages = keywords["packages"]
-    assert isinstance(packages, ast.Call) and getattr(packages.func, "id", None) == "find_packages", (
-        "setup.py: packages= is expected to be find_packages(include=[...]); update this test if that changed"
-    )
-    arguments = {k.arg: ast.literal_eval(k.value) for k in packages.keywords}
-    where = arguments.pop("where", ".")
+    items = keywords["packages"].elts if isinstance(keywords["packages"], ast.List) else [ast.Starred(keywords["packages"])]
+    packages = []
+    for item in items:
+        packages += _found_packages(item.value) if isinstance(item, ast.Starred) else [ast.literal_eval(item)]
     return Setup(
         install_requires=ast.literal_eval(keywords["install_requires"]),
         extras_require=ast.literal_eval(keywords.get("extras_require", ast.Dict(keys=[], values=[]))),
         python_requires=ast.literal_eval(keywords.get("python_requires", ast.Constant(""))),
-        packages=sorted(find_packages(where=str(REPO / where), **arguments)),
+        packages=sorted(packages),
+        package_dir=ast.literal_eval(keywords.get("package_dir", ast.Dict(keys=[], values=[]))),
     )
 
 
@@ -326,7 +348,7 @@ def project_imports() -> dict[str, list[str]]:
     `from a.b import c` is recorded as a.b.c (c may be a submodule; for a namespace package it must be)."""
     found: dict[str, list[str]] = {}
     for package in setup_py().packages:
-        for path in sorted((REPO / package.replace(".", "/")).glob("*.py")):
+        for path in sorted((REPO / setup_py().source(package)).glob("*.py")):
             where = path.relative_to(REPO)
             for node in ast.walk(ast.parse(path.read_text(), str(where))):
                 if isinstance(node, ast.Import):
@@ -440,7 +462,7 @@ def test_every_shipped_package_and_the_schemas_are_copied_into_the_workdir():
     project_install = max(p.command.line for p in pip_installs() if "." in p.targets)
     problems = []
     for package in setup_py().packages:
-        source = package.replace(".", "/")
+        source = setup_py().source(package)  # `pip install .` in the workdir finds it where setup.py says
         expected = posixpath.join(workdir, source)
         covering = [c for c in image().copies if source == c.source or source.startswith(c.source + "/")]
         if not covering:
@@ -600,7 +622,7 @@ def test_the_images_import_check_names_existing_modules():
         for module in modules:
             parts = module.split(".")
             if parts[0] in first_party():
-                path = REPO.joinpath(*parts)
+                path = REPO / setup_py().source(module)
                 if (path / "__init__.py").is_file():
                     shipped = module in packages
                 else:
@@ -620,7 +642,7 @@ def test_parsers_see_the_dockerfile_as_written():
     """Guards the parsing above: a Dockerfile this test misreads would pass everything vacuously."""
     copies = {c.source for c in image().copies}
     assert {"setup.py", "pyproject.toml", CONSTRAINTS_NAME, "schemas"} <= copies, sorted(copies)
-    assert {"components", "pipelines", "kubeflow"} <= first_party(), first_party()
+    assert {"components", "pipelines", "cxr_kubeflow"} <= first_party(), first_party()
     assert len(pip_installs()) >= 2, [p.command.argv for p in pip_installs()]
     assert "apache_beam" in {m.split(".")[0] for m in third_party_imports()}, sorted(third_party_imports())
     assert {"tfx", "apache-beam", "tensorflow"} <= set(runtime_closure()), sorted(runtime_closure())

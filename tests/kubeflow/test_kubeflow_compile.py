@@ -15,7 +15,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import executor_spec
 from tfx.utils import import_utils
 
-from kubeflow import runner
+from cxr_kubeflow import runner
 from pipelines import config as cfg
 from pipelines.pipeline import create_pipeline
 

@@ -14,7 +14,7 @@ import sys
 
 from gcs_emulator import gcs_emulator, upload_tree
 
-from kubeflow import runner
+from cxr_kubeflow import runner
 
 BUCKET = "cxr-kubeflow"
 TIMEOUT_S = 600

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 from kfp_api_recorder import kfp_api
 
-from kubeflow import runner
+from cxr_kubeflow import runner
 from pipelines.cli import main
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "kubeflow" / "config.example.yaml"

@@ -51,7 +51,7 @@ class KfpRuns:
 @pytest.fixture(scope="module")
 def kfp_runs(tiny_archive, tmp_path_factory) -> KfpRuns:
     from components.promotion.versions import list_versions
-    from kubeflow import local_run, runner
+    from cxr_kubeflow import local_run, runner
     from pipelines import config as cfg
 
     tmp = tmp_path_factory.mktemp("kfp")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -67,7 +68,7 @@ open(executor_input["outputs"]["outputFile"], "w").write(json.dumps(output))
 
 def test_tasks_run_in_dependency_order_with_their_inputs_recorded_as_kubeflow_does(tmp_path):
     from components import mlmd
-    from kubeflow import local_run
+    from cxr_kubeflow import local_run
 
     package = _pipeline(
         tmp_path,
@@ -109,7 +110,7 @@ def test_tasks_run_in_dependency_order_with_their_inputs_recorded_as_kubeflow_do
 
 def test_a_failing_task_stops_the_run_with_its_own_error(tmp_path):
     from components import mlmd
-    from kubeflow import local_run
+    from cxr_kubeflow import local_run
 
     boom = "raise ValueError('the data gate found 3 anomalies')"
     package = _pipeline(tmp_path, {"a": {"code": ECHO}, "b": {"code": boom, "after": ["a"]}, "c": {"code": ECHO, "after": ["b"]}})
@@ -122,7 +123,7 @@ def test_a_failing_task_stops_the_run_with_its_own_error(tmp_path):
 
 
 def test_a_missing_secret_and_a_cycle_are_refused_before_anything_runs(tmp_path):
-    from kubeflow import local_run
+    from cxr_kubeflow import local_run
 
     package = _pipeline(tmp_path, {"a": {"code": ECHO}}, secret=True)
     with pytest.raises(ValueError, match=r"Secret 'salty' \(key 'salt'\) as \$THE_SALT: put its value in .*salty/salt"):
@@ -166,11 +167,12 @@ else:
 
 
 def test_preloaded_tasks_run_in_processes_of_their_own_importing_once(tmp_path, monkeypatch):
-    from kubeflow import local_run
+    from cxr_kubeflow import local_run
 
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "cxr_test_task.py").write_text(TASK_MODULE)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
+    # Added in front, not instead: the helper must still import cxr_kubeflow as this process does.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "mods"), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("IMPORTS_FILE", str(tmp_path / "imports.txt"))
     task = {"module": "cxr_test_task"}
     package = _pipeline(tmp_path, {"a": task, "b": {**task, "after": ["a"]}, "c": {**task, "after": ["b"]}}, secret=True)

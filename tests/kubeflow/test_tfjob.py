@@ -1,8 +1,8 @@
-"""Trainers as TFJobs (kubeflow/tfjob.py) against a recording fake of the Kubernetes API (k8s_api_recorder.py).
+"""Trainers as TFJobs (kubeflow/cxr_kubeflow/tfjob.py) against a recording fake of the Kubernetes API (k8s_api_recorder.py).
 
 The real kubernetes client talks HTTP to the fake: the TFJob body it sends, the polls of the job's status, the
 pods' logs on failure. The executor test runs the whole path: TFX artifacts -> payload -> TFJob -> the workers'
-command (worker 0 as a real `python -m kubeflow.tfjob_worker` process, worker 1 in this one) -> TFX's
+command (worker 0 as a real `python -m cxr_kubeflow.tfjob_worker` process, worker 1 in this one) -> TFX's
 GenericExecutor -> a stand-in run_fn, which records what it got.
 """
 
@@ -22,7 +22,7 @@ from k8s_api_recorder import POD_LOG, PODS, TFJOBS, TOKEN, k8s_api, kubeconfig, 
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import json_utils, path_utils
 
-from kubeflow import runner, tfjob, tfjob_worker
+from cxr_kubeflow import runner, tfjob, tfjob_worker
 from pipelines import config as cfg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def test_the_tfjob_asks_for_n_gpu_workers_running_the_worker_on_the_payload(k8s)
         {
             "name": "tensorflow",
             "image": "registry.example/cxr-pipeline:1",
-            "command": ["python", "-m", "kubeflow.tfjob_worker", PAYLOAD],
+            "command": ["python", "-m", "cxr_kubeflow.tfjob_worker", PAYLOAD],
             "env": [
                 {"name": "TF_USE_LEGACY_KERAS", "value": "1"},
                 {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -126,7 +126,7 @@ def test_cpu_workers_ask_for_no_gpu_and_name_no_node_selector_or_account():
 def test_it_waits_through_created_and_running_until_succeeded(k8s, caplog):
     client, state = k8s
     state.logs = {0: "epoch 1/2\nepoch 2/2\ntraining summary: ok", 1: "worker 1 done"}
-    with caplog.at_level(logging.INFO, logger="kubeflow.tfjob"):
+    with caplog.at_level(logging.INFO, logger="cxr_kubeflow.tfjob"):
         tfjob.run(_spec(), NAME, PAYLOAD, client, poll_s=0.01)
 
     gets = state.calls("GET", TFJOBS)
@@ -255,7 +255,7 @@ def test_workers_above_one_compile_that_trainer_to_the_tfjob_executor(kubeflow_c
         args = executors[f"exec-{task}"]["container"]["args"]
         return args[args.index("--executor_class_path") + 1]
 
-    assert executor_class("trainer-segmentation") == "kubeflow.tfjob.Executor"
+    assert executor_class("trainer-segmentation") == "cxr_kubeflow.tfjob.Executor"
     assert executor_class("trainer-classification") == "tfx.components.trainer.executor.GenericExecutor"
     custom = _custom_config(spec, "trainer-segmentation")
     assert custom.pop("tfjob") == {**tfjob.TFJobSpec.from_config(config, "segmentation").to_dict(), "workers": 2}
@@ -300,7 +300,7 @@ def test_the_executor_runs_tfx_trainer_in_the_tfjob_workers(tmp_path, monkeypatc
     def operator(body: dict) -> None:
         """The Training Operator's part: start the workers with TF_CONFIG (worker 0 as the pod would, as a process)."""
         container = body["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
-        assert container["command"][:3] == ["python", "-m", "kubeflow.tfjob_worker"]
+        assert container["command"][:3] == ["python", "-m", "cxr_kubeflow.tfjob_worker"]
         cluster = {"worker": [f"{body['metadata']['name']}-worker-{i}:2222" for i in range(2)]}
         env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
         env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])

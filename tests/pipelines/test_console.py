@@ -40,7 +40,7 @@ def test_a_run_prints_a_line_per_node_and_keeps_the_rest_in_its_log(pipeline_run
 
 
 def test_the_summary_of_a_partial_run_says_why_nothing_was_pushed(tmp_path, capsys):
-    from pipelines import cli
+    from pipelines.cli import run
 
     outputs = {
         "run_dir": str(tmp_path),
@@ -49,7 +49,7 @@ def test_the_summary_of_a_partial_run_says_why_nothing_was_pushed(tmp_path, caps
         "serving": str(tmp_path / "serving"),
         "report": "",
     }
-    cli._print_outputs(outputs, 3.0, ["DataGate"])
+    run._print_outputs(outputs, 3.0, ["DataGate"])
     assert "pushed models:   none (the run went only as far as DataGate)" in capsys.readouterr().out
-    cli._print_outputs(outputs, 3.0, None)  # a whole run that pushed nothing: its models were refused
+    run._print_outputs(outputs, 3.0, None)  # a whole run that pushed nothing: its models were refused
     assert "pushed models:   none (no model passed its blessing thresholds)" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
 from components import contract
-from kubeflow import tfjob
+from cxr_kubeflow import tfjob
 from pipelines.config import PipelineConfig, TrainerResources
 from pipelines.pipeline import create_pipeline
 

@@ -2,7 +2,7 @@
 
 `kubeflow.<task>.workers: N` (N > 1) makes build_pipeline call configure(): the Trainer's Kubeflow task then runs
 Executor below instead of TFX's GenericExecutor. That pod trains nothing: it writes the Trainer's invocation to
-a payload next to its outputs, creates a TFJob whose N Worker pods run kubeflow/tfjob_worker.py on it (TF_CONFIG
+a payload next to its outputs, creates a TFJob whose N Worker pods run cxr_kubeflow.tfjob_worker on it (TF_CONFIG
 from the operator, MultiWorkerMirroredStrategy in the run_fn as in one pod), waits for the job, and fails with
 the job's condition message and the pods' log tails when it fails or runs out of time.
 
@@ -26,7 +26,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import json_utils, path_utils
 
-from kubeflow import tfjob_worker
+from cxr_kubeflow import tfjob_worker
 from pipelines.config import PipelineConfig, TrainerResources
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ REPLICA_TYPE = "Worker"  # worker 0 acts as chief (MultiWorkerMirroredStrategy, 
 CONTAINER = "tensorflow"  # the container name the Training Operator looks for in a TFJob's pods
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"  # set by the operator on the job's pods
 PAYLOAD_FILE = "tfjob-payload.json"  # next to the Trainer's output artifacts, in the task's directory
-WORKER_COMMAND = ("python", "-m", "kubeflow.tfjob_worker")
+WORKER_COMMAND = ("python", "-m", "cxr_kubeflow.tfjob_worker")
 WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 # The Kubeflow task pod only waits: no GPU, little CPU and memory.
 LAUNCHER_RESOURCES = TrainerResources(gpus=0, cpu="1", memory="2Gi")
@@ -361,14 +361,14 @@ class Executor(base_executor.BaseExecutor):
         """Writes the payload, runs the TFJob to its end, and checks that the chief wrote the serving model.
 
         Raises:
-          ValueError: custom_config lacks TFJOB_KEY (the pipeline was not built by kubeflow/runner.py).
+          ValueError: custom_config lacks TFJOB_KEY (the pipeline was not built by cxr_kubeflow.runner).
           TFJobError: the job failed, timed out or could not be created.
           RuntimeError: it succeeded without writing the model.
         """
         custom = exec_properties.get("custom_config") or "null"
         custom = dict(json_utils.loads(custom) if isinstance(custom, str) else custom or {})
         if TFJOB_KEY not in custom:
-            raise ValueError(f"the Trainer's custom_config has no {TFJOB_KEY!r}: build the pipeline with kubeflow/runner.py")
+            raise ValueError(f"the Trainer's custom_config has no {TFJOB_KEY!r}: build the pipeline with cxr_kubeflow.runner")
         spec = TFJobSpec.from_dict(custom.pop(TFJOB_KEY))
         properties = {**exec_properties, "custom_config": json_utils.dumps(custom)}
         model_uri = artifact_utils.get_single_uri(output_dict["model"])
@@ -389,7 +389,7 @@ def configure(component: Any, config: PipelineConfig, task: str) -> None:
     Its executor becomes Executor, its custom_config carries the TFJobSpec under TFJOB_KEY, and its own pod asks
     for LAUNCHER_RESOURCES only (the GPUs go to the job's workers).
     """
-    from kubeflow.runner import resource_spec
+    from cxr_kubeflow.runner import resource_spec
 
     if getattr(config.kubeflow, task).workers <= 1:
         return
@@ -397,7 +397,7 @@ def configure(component: Any, config: PipelineConfig, task: str) -> None:
     raw = component.exec_properties.get("custom_config")
     custom = dict(json.loads(raw) if isinstance(raw, str) else raw or {})
     if TFJOB_KEY in custom:
-        raise ValueError(f"Trainer.{task}: custom_config key {TFJOB_KEY!r} is reserved for kubeflow/tfjob.py")
+        raise ValueError(f"Trainer.{task}: custom_config key {TFJOB_KEY!r} is reserved for cxr_kubeflow.tfjob")
     custom[TFJOB_KEY] = spec.to_dict()
     component.exec_properties["custom_config"] = json_utils.dumps(custom)
     component.executor_spec = executor_spec.ExecutorClassSpec(Executor)

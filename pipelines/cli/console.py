@@ -153,7 +153,7 @@ class RunConsole:
         self._watcher.thread.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None:  # the traceback stays in the log; the command line prints one line (pipelines/cli.py)
+        if exc is not None:  # the traceback stays in the log; the command line prints one line (pipelines/cli/app.py)
             logger.error("the run stopped: %s: %s", exc_type.__name__ if exc_type else "", exc, exc_info=(exc_type, exc, tb))
         self._watcher.stop.set()
         if self._watcher.thread.is_alive():

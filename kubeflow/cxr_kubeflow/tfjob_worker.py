@@ -1,8 +1,8 @@
 """What each pod of a Trainer's TFJob runs: TFX's own Trainer executor, in-process, on the task's payload file.
 
-The Kubeflow task pod (kubeflow.tfjob.Executor) writes the Trainer's input and output artifacts and execution
+The Kubeflow task pod (cxr_kubeflow.tfjob.Executor) writes the Trainer's input and output artifacts and execution
 properties to a JSON payload next to its outputs (gs:// on a cluster) and starts N worker pods running
-`python -m kubeflow.tfjob_worker <payload uri>`. The Training Operator sets TF_CONFIG in each, so the run_fn's
+`python -m cxr_kubeflow.tfjob_worker <payload uri>`. The Training Operator sets TF_CONFIG in each, so the run_fn's
 distribution_strategy() builds a MultiWorkerMirroredStrategy over them, exactly as it would in one pod.
 
 Every worker runs the whole run_fn (the strategy's collective ops need all of them, saving included), but only the
@@ -122,10 +122,10 @@ def run(payload_uri: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m kubeflow.tfjob_worker <payload uri>`; returns the exit status (a failure raises, with its traceback)."""
+    """`python -m cxr_kubeflow.tfjob_worker <payload uri>`; returns the exit status (a failure raises, with its traceback)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m kubeflow.tfjob_worker <payload uri>", file=sys.stderr)
+        print("usage: python -m cxr_kubeflow.tfjob_worker <payload uri>", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(args[0])

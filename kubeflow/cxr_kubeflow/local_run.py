@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from components import baselines, mlmd
-from kubeflow import task_processes
+from cxr_kubeflow import task_processes
 
 PLACEHOLDER = "{{$}}"
 # The image's own environment (kubeflow/Dockerfile ENV) that the code relies on.
@@ -243,7 +243,7 @@ def run(
 ) -> dict[str, Any]:
     """Runs every task of the compiled pipeline `package`; records into `<work_dir>/metadata.sqlite`.
 
-    preload: fork each `python -m MODULE` task from a process that imported MODULE once (kubeflow/task_processes.py)
+    preload: fork each `python -m MODULE` task from a process that imported MODULE once (task_processes.py)
       instead of starting a new interpreter per task; False starts each as a plain process.
 
     Returns: {"run_id", "run_root", "metadata", "tasks": [{"task", "state", "seconds", "execution_id"}]}.

@@ -1,1 +1,0 @@
-"""Kubeflow Pipelines: the compiled pipeline (runner.py), its container image (Dockerfile) and scheduled runs."""
