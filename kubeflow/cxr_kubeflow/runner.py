@@ -19,15 +19,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
 from components import contract
 from cxr_kubeflow import tfjob
-from pipelines.config import PipelineConfig, TrainerResources
+from cxr_kubeflow.resources import resource_spec
+from pipelines.config import PipelineConfig
 from pipelines.pipeline import create_pipeline
 
 if TYPE_CHECKING:
     from tfx import v1 as tfx
 
 logger = logging.getLogger(__name__)
-
-ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 EXAMPLE_GEN = contract.EXAMPLE_GEN
 UNCACHED_NODES = (EXAMPLE_GEN, contract.BASELINE_STATISTICS) + tuple(contract.baseline_model(t) for t in contract.TASKS)
@@ -40,45 +39,9 @@ INPUT_FINGERPRINT = "kubeflow: uncached, ingests on every run"
 RECURRING_RUN_SUFFIX = "-schedule"
 # KFP's rule for pipeline names (kfp.compiler); task and component names must be valid Argo template names.
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
-_GIB_PER_UNIT = {"": 1e-9, "K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3, "P": 1e6, "E": 1e9}
 
 
 kubeflow_name = contract.kubeflow_task_name
-
-
-def _memory_gb(quantity: str) -> float:
-    """A Kubernetes memory quantity in (decimal) GB, the unit of ResourceSpec's legacy float fields."""
-    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
-    if unit.endswith("i"):
-        return float(number) * 1024 ** ("KMGTPE".index(unit[0]) + 1) / 1e9
-    return float(number) * _GIB_PER_UNIT[unit]
-
-
-def resource_spec(resources: TrainerResources) -> ResourceSpec:
-    """The Trainer pod's CPU and memory requests and GPUs, as the kfp 2.x compiler writes them.
-
-    Both the string fields (read by current KFP backends) and the deprecated numeric ones (older backends) are set.
-    """
-    cpu = float(resources.cpu[:-1]) / 1000 if resources.cpu.endswith("m") else float(resources.cpu)
-    memory = _memory_gb(resources.memory)
-    spec = ResourceSpec(
-        cpu_request=cpu,
-        resource_cpu_request=resources.cpu,
-        memory_request=memory,
-        resource_memory_request=resources.memory,
-        memory_limit=memory,
-        resource_memory_limit=resources.memory,
-    )
-    if resources.gpus:
-        spec.accelerator.CopyFrom(
-            ResourceSpec.AcceleratorConfig(
-                type=resources.gpu_type,
-                count=resources.gpus,
-                resource_type=resources.gpu_type,
-                resource_count=str(resources.gpus),
-            )
-        )
-    return spec
 
 
 def _flags(args: list[str]) -> dict[str, str]:

@@ -389,7 +389,7 @@ def configure(component: Any, config: PipelineConfig, task: str) -> None:
     Its executor becomes Executor, its custom_config carries the TFJobSpec under TFJOB_KEY, and its own pod asks
     for LAUNCHER_RESOURCES only (the GPUs go to the job's workers).
     """
-    from cxr_kubeflow.runner import resource_spec
+    from cxr_kubeflow.resources import resource_spec  # kfp: only when compiling
 
     if getattr(config.kubeflow, task).workers <= 1:
         return

@@ -16,6 +16,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.utils import import_utils
 
 from cxr_kubeflow import runner
+from cxr_kubeflow.resources import resource_spec
 from pipelines import config as cfg
 from pipelines.pipeline import create_pipeline
 
@@ -282,7 +283,7 @@ def test_local_pipeline_is_unchanged(kubeflow_config):
     [("32Gi", 34.359738368), ("64Gi", 68.719476736), ("500M", 0.5), ("2G", 2.0), ("1024Ki", 0.001048576), ("1000000", 0.001)],
 )
 def test_memory_quantities(quantity, gigabytes):
-    spec = runner.resource_spec(cfg.TrainerResources(gpus=0, memory=quantity, cpu="500m"))
+    spec = resource_spec(cfg.TrainerResources(gpus=0, memory=quantity, cpu="500m"))
     assert spec.memory_request == pytest.approx(gigabytes)
     assert spec.cpu_request == pytest.approx(0.5)
     assert not spec.HasField("accelerator")  # gpus=0: CPU training
