@@ -22,7 +22,8 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
-from components.ingest import beam_ingest, imaging, storage
+from components import imaging, storage
+from components.ingest import beam_ingest
 from components.ingest.sources import SourceConfig
 from pipelines.config import IngestConfig
 

@@ -24,7 +24,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
 from components import features as F
-from components.ingest import imaging
+from components import imaging
 from components.trainer import classification, common, segmentation
 from components.trainer.tasks import task_from_config
 from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn

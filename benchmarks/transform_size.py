@@ -19,7 +19,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
 from components import features as F
-from components.ingest import imaging
+from components import imaging
 from components.ingest.options import IngestOptions
 from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 from pipelines.config import PipelineConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from components.ingest import storage
+from components import storage
 from components.promotion import versions
 
 

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from components.ingest import storage
+from components import storage
 
 START_TIMEOUT_S = 10
 STOP_TIMEOUT_S = 10

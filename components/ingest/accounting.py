@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any
 
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import UNREFERENCED_EXTENSIONS, RecordRef, Rejected, Source, sidecar_kind
 
 # The buckets of report.json's per-source `files`, each file under the root in exactly one of them:

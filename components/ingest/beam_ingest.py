@@ -18,8 +18,7 @@ from apache_beam.io import filebasedsink, tfrecordio
 from apache_beam.io.filesystem import CompressionTypes
 
 from components import features as F
-from components import progress
-from components.ingest import imaging
+from components import imaging, progress
 from components.ingest.options import IngestOptions  # noqa: F401 - also imported from here
 
 # Listing and the report live in report.py; their names stay importable from here, where callers find them.

@@ -9,7 +9,7 @@ import json
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import channel_utils, standard_artifacts
 
-from components.ingest import storage
+from components import storage
 from components.ingest.executor import Executor
 from components.ingest.options import IngestOptions
 from components.ingest.sources import SourceConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.ingest import imaging
+from components import imaging
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,8 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
-from components import mlmd
+from components import mlmd, storage
 from components.ingest import spec as ingest_spec
-from components.ingest import storage
 from components.ingest.beam_ingest import REPORT_FILE
 from components.ingest.executor import SOURCE_COUNTS_PROPERTY
 from components.promotion import registry

@@ -24,9 +24,8 @@ import time
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import mlmd
+from components import mlmd, storage
 from components.evaluation import results
-from components.ingest import storage
 from components.promotion import versions
 
 logger = logging.getLogger(__name__)

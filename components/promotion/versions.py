@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from components.ingest import storage
+from components import storage
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ from ml_metadata.metadata_store import metadata_store
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
-from components import baselines, mlmd
+from components import baselines, mlmd, storage
 from components import features as F
 from components.evaluation import results
 from components.ingest import spec as ingest_spec
-from components.ingest import storage
 from components.ingest.report import FILES_FILE, QUARANTINE_FILE, REPORT_FILE
 from components.validation import checks, gate
 

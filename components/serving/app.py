@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_server
 
-from components.ingest import imaging
+from components import imaging
 from components.serving.predict import Predictor
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,8 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
-from components import contract, stops
+from components import contract, stops, storage
 from components import features as F
-from components.ingest import storage
 from components.promotion import registry, versions
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from components import features as F
-from components.ingest import imaging, storage
+from components import imaging, storage
 from components.ingest.sources.base import DICOM_EXTENSIONS
 from components.serving import models as serving_models
 
@@ -88,7 +88,7 @@ def decode_input(data: bytes, name: str, limits: DecodeLimits = DecodeLimits()) 
 
 
 def _decode_dicom(data: bytes, limits: DecodeLimits) -> DecodedInput:
-    from components.ingest import dicom  # pydicom is only needed for DICOM files
+    from components import dicom  # pydicom is only needed for DICOM files
 
     pixels, _ = dicom.read_dicom(data, limits.max_pixels)  # the non-identifying tags it returns are not needed here
     spacing, tag = _pixel_spacing(data)

@@ -36,7 +36,7 @@ def write_payload(uri: str, input_dict: dict[str, list], output_dict: dict[str, 
     """
     from tfx.types import artifact_utils
 
-    from components.ingest import storage
+    from components import storage
 
     payload = {
         "version": PAYLOAD_VERSION,
@@ -60,7 +60,7 @@ def read_payload(uri: str) -> tuple[dict[str, list], dict[str, list], dict[str, 
     """
     from tfx.types import artifact_utils
 
-    from components.ingest import storage
+    from components import storage
 
     payload = json.loads(storage.read_bytes(uri))
     if payload.get("version") != PAYLOAD_VERSION:

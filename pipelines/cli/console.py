@@ -289,7 +289,7 @@ _ENDED = (mlmd.Execution.COMPLETE, mlmd.Execution.CACHED, mlmd.Execution.FAILED)
 
 
 def _read_json(path: str) -> Any:
-    from components.ingest import storage
+    from components import storage
 
     return json.loads(storage.read_bytes(path))
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 
 from components import features as F
-from components.ingest import storage
+from components import storage
 from components.ingest.sources import RecordRef, Rejected, SourceConfig, make_source
 from components.ingest.sources.base import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, UNREFERENCED_EXTENSIONS
 from components.ingest.sources.chexpert import DEFAULT_CSVS as CHEXPERT_CSVS

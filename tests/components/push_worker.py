@@ -16,7 +16,7 @@ import signal
 import sys
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
-from components.ingest import storage
+from components import storage
 from components.promotion import versions
 
 

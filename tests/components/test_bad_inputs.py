@@ -24,9 +24,8 @@ from PIL import Image, ImageFile
 from pydicom.dataset import FileMetaDataset
 
 from components import features as F
-from components import stops
+from components import imaging, stops
 from components.ingest import beam_ingest as B
-from components.ingest import imaging
 from components.ingest.sources import DecodedRecord, RecordRef, Source, SourceConfig
 
 SOURCES = ("montgomery", "shenzhen", "nih", "dicom")

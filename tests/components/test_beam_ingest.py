@@ -129,7 +129,7 @@ def _ingest(sources, tmp_path, **options):
 def test_an_all_background_mask_is_no_ground_truth(tiny_archive, tmp_path):
     import numpy as np
 
-    from components.ingest import imaging
+    from components import imaging
 
     data = tmp_path / "shenzhen"
     shutil.copytree(tiny_archive / "shenzhen", data)

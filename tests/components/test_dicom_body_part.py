@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from components.ingest import dicom, imaging
+from components import dicom, imaging
 from components.ingest.sources import SourceConfig, make_source
 
 HAND_SAMPLE = "anupama_test1_HAND_CR_MONO1_nonchest.dcm"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.ingest import imaging
+from components import imaging
 
 
 def _encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from PIL import Image
 
+from components import dicom, imaging
 from components import features as F
-from components.ingest import dicom, imaging
 from components.ingest.sources import SourceConfig, make_source
 
 

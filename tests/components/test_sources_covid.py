@@ -10,7 +10,7 @@ import pytest
 from source_trees import MAX_PIXELS, array_image, image, label_map, reasons, source, write_csv
 
 from components import features as F
-from components.ingest import imaging
+from components import imaging
 from components.ingest.sources.covid import LABEL_MAP, NO_FINDING_LABELS, finding_labels
 
 # --- COVID-19 image data collection ---------------------------------------------------------------------------

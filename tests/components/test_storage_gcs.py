@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from gcs_emulator import client, gcs_emulator, upload_tree
 
+from components import storage
 from components.ingest import beam_ingest as B
-from components.ingest import storage
 from components.ingest.component import fingerprint_sources
 from components.ingest.sources import SourceConfig, make_source
 from pipelines.demo_data import write_demo_archive

@@ -16,8 +16,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from components import mlmd
-from components.ingest import imaging
+from components import imaging, mlmd
 from components.promotion import registry
 from components.serving import models as serving_models
 from components.serving import predict as P
@@ -83,7 +82,7 @@ def test_decode_refuses_with_a_one_line_reason(data, name, match):
 
 
 def test_decode_dicom_reads_spacing_and_inverts_like_ingestion(tiny_archive):
-    from components.ingest import dicom
+    from components import dicom
 
     for path in sorted(glob.glob(str(tiny_archive / "dicom" / "*.dcm")))[:3]:
         data = Path(path).read_bytes()

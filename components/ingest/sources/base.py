@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from components import features as F
-from components.ingest import imaging, storage
+from components import imaging, storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -126,7 +126,7 @@ class Source:
         data = storage.read_bytes(ref.image_path)
         meta: dict[str, Any] = {}
         if ref.image_path.lower().endswith(DICOM_EXTENSIONS):
-            from components.ingest import dicom  # pydicom is only needed for DICOM files
+            from components import dicom  # pydicom is only needed for DICOM files
 
             pixels, tags = dicom.read_dicom(data, max_pixels)
             original = None

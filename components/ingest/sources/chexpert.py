@@ -8,7 +8,7 @@ import logging
 import posixpath
 import re
 
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source, parse_age, parse_sex, parse_view
 
 logger = logging.getLogger(__name__)

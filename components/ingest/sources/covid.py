@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from components import features as F
-from components.ingest import imaging, storage
+from components import imaging, storage
 from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source, SourceConfig, parse_age, parse_sex
 
 # A RecordRef.mask_paths value saying the file is itself a label map (0 background, 1 right, 2 left lung) to copy

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import DecodedRecord, RecordRef, Rejected, Source
 
 
@@ -35,7 +35,7 @@ class DicomSource(Source):
         return refs, []
 
     def read(self, ref: RecordRef, max_pixels: int) -> DecodedRecord:
-        from components.ingest import dicom  # pydicom is only needed for this source
+        from components import dicom  # pydicom is only needed for this source
 
         pixels, meta = dicom.read_dicom(storage.read_bytes(ref.image_path), max_pixels, self.require_chest)
         return DecodedRecord(pixels, None, None, meta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source
 
 # Class folder -> labels it states. Bacterial vs viral (in PNEUMONIA file names) has no canonical label.

@@ -7,7 +7,7 @@ import io
 import posixpath
 
 from components import features as F
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import (
     DICOM_EXTENSIONS,
     IMAGE_EXTENSIONS,

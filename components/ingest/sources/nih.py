@@ -7,7 +7,7 @@ import io
 import posixpath
 
 from components import features as F
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source, parse_age, parse_sex, parse_view
 
 # NIH names are the canonical ones; "No Finding" is stated explicitly by the source.

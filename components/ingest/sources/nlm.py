@@ -7,7 +7,7 @@ import re
 from typing import Any, ClassVar
 
 from components import features as F
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import (
     IMAGE_EXTENSIONS,
     RecordRef,

@@ -6,7 +6,7 @@ import json
 import logging
 import posixpath
 
-from components.ingest import storage
+from components import storage
 from components.ingest.sources.base import IMAGE_EXTENSIONS, RecordRef, Rejected, Source, find_dir
 
 logger = logging.getLogger(__name__)

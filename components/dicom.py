@@ -12,7 +12,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from components.ingest import imaging
+from components import imaging
 
 # BodyPartExamined values that are chest radiographs; anything else named explicitly is refused.
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "PORT CHEST", "TORAX", "THORAX_CHEST"})
