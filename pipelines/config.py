@@ -17,8 +17,6 @@ from components.reporting.options import ReportOptions
 from components.trainer.hparams import CLASSIFICATION_ARCHS, SEGMENTATION_ARCHS, HParams
 from components.trainer.tasks import make_task
 
-_REPORT = ReportOptions()
-
 
 def _part(options: Any, cls: type) -> Any:
     """The `cls` part of a config section that extends the component's option dataclass `cls`."""
@@ -224,26 +222,14 @@ class KubeflowConfig:
 
 
 @dataclasses.dataclass
-class ReportConfig:
-    """The run report and model cards (components/reporting) written at the end of every local run.
-
-    `intended_use` and `limitations` are the model cards' words; `min_slice_examples` flags thinner slices in
-    their limitations; `samples_per_source` sizes the report's sample grid.
-    """
+class ReportConfig(ReportOptions):
+    """What the run report and model cards show (ReportOptions: each setting and its default) and whether a local
+    run writes them at its end."""
 
     enabled: bool = True
-    intended_use: str = _REPORT.intended_use
-    limitations: list[str] = dataclasses.field(default_factory=list)
-    samples_per_source: int = _REPORT.samples_per_source
-    min_slice_examples: int = _REPORT.min_slice_examples
 
     def options(self) -> ReportOptions:
-        return ReportOptions(
-            intended_use=self.intended_use,
-            limitations=tuple(self.limitations),
-            samples_per_source=self.samples_per_source,
-            min_slice_examples=self.min_slice_examples,
-        )
+        return _part(self, ReportOptions)
 
 
 TASKS = contract.TASKS

@@ -104,10 +104,9 @@ def write_report(config: PipelineConfig, failure: str | None = None) -> str:
     try:
         from components.reporting import report
 
-        settings = dataclasses.asdict(config.report)
-        settings.pop("enabled")
-        report.save_settings(config.run_dir, settings)
-        return report.write_report(config.run_dir, options=config.report.options(), failure=failure)["report"]
+        options = config.report.options()
+        report.save_settings(config.run_dir, dataclasses.asdict(options))
+        return report.write_report(config.run_dir, options=options, failure=failure)["report"]
     except Exception as e:  # the run's outcome stands whatever happens to its report
         logger.warning("the run report could not be written: %s: %s", type(e).__name__, e, exc_info=True)
         return ""

@@ -13,14 +13,13 @@ DEFAULT_INTENDED_USE = (
 
 @dataclasses.dataclass
 class ReportOptions:
-    """What the report and the model cards show (pipelines.config.ReportConfig sets the text and limits)."""
+    """What the report and the model cards show (pipelines.config.ReportConfig extends it: a run config's `report`)."""
 
-    run_id: str | None = None  # the run to report on (its pipeline_run context name); None: the latest
     samples_per_source: int = 6  # images in the sample grid per source
     intensity_images_per_source: int = 50  # images decoded per source for the intensity histogram
     overlay_count: int = 3  # best and worst segmentations shown
     max_overlay_images: int = 500  # masked eval images the segmentation model is run on for them
     quarantine_rows: int = 50  # quarantined inputs listed one by one (all are in quarantine.jsonl)
     intended_use: str = DEFAULT_INTENDED_USE
-    limitations: tuple[str, ...] = ()  # added to every model card's limitations
+    limitations: list[str] = dataclasses.field(default_factory=list)  # added to every model card's limitations
     min_slice_examples: int = 30  # model cards flag slices evaluated on fewer images

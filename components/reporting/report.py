@@ -18,7 +18,7 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
-from components import mlmd
+from components import contract, mlmd
 from components.promotion import lineage, registry
 from components.reporting import data_sections, model_card, model_sections, overlays, run_data, sources_section
 from components.reporting import examples as ex
@@ -41,9 +41,9 @@ def _time(ms: int) -> str:
 # --- Collecting ---
 
 
-def collect(store: metadata_store.MetadataStore, options: ReportOptions) -> dict[str, Any]:
-    """Everything the report shows about one run, read from ML Metadata and the run's artifacts."""
-    run = run_data.find_run(store, options.run_id)
+def collect(store: metadata_store.MetadataStore, options: ReportOptions, run_id: str | None = None) -> dict[str, Any]:
+    """Everything the report shows about one run (`run_id`, default the latest), from ML Metadata and its artifacts."""
+    run = run_data.find_run(store, run_id)
     data: dict[str, Any] = {"run": run, "tasks": {}}
     data["ingest"] = run_data.ingest(store, run)
     data["statistics"] = run_data.statistics(store, run)
@@ -178,11 +178,15 @@ def _validation(doc: Doc, data: dict[str, Any]) -> None:
 
 
 def build(
-    store: metadata_store.MetadataStore, run_dir: str, options: ReportOptions | None = None, failure: str | None = None
+    store: metadata_store.MetadataStore,
+    run_dir: str,
+    options: ReportOptions | None = None,
+    failure: str | None = None,
+    run_id: str | None = None,
 ) -> tuple[Doc, dict[str, Any]]:
     """The report document of one run and the data it was built from (`failure`: why the run failed, if it did)."""
     options = options or ReportOptions()
-    data = collect(store, options)
+    data = collect(store, options, run_id)
     run: run_data.Run = data["run"]
     doc = Doc(f"Run report: {run.pipeline or 'pipeline'} {run.run_id}")
     _summary(doc, data, run_dir, failure)
@@ -216,13 +220,10 @@ def save_settings(run_dir: str, settings: dict[str, Any]) -> None:
         json.dump(settings, f, indent=2, sort_keys=True)
 
 
-def options_from(settings: dict[str, Any], **overrides: Any) -> ReportOptions:
-    """ReportOptions from saved settings (pipelines.config.ReportConfig as a dict); unknown keys are ignored."""
+def options_from(settings: dict[str, Any]) -> ReportOptions:
+    """ReportOptions from saved settings (a run config's `report` as a dict); unknown keys are ignored."""
     fields = {f.name for f in dataclasses.fields(ReportOptions)}
-    values = {k: v for k, v in settings.items() if k in fields}
-    if "limitations" in values:
-        values["limitations"] = tuple(values["limitations"])
-    return ReportOptions(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+    return ReportOptions(**{k: v for k, v in settings.items() if k in fields})
 
 
 def write_report(
@@ -232,6 +233,7 @@ def write_report(
     store: metadata_store.MetadataStore | None = None,
     cards: bool = True,
     failure: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Writes the report of one run (default `<run_dir>/reports/report.html`) and the model cards of every pushed version.
 
@@ -241,6 +243,7 @@ def write_report(
       options: what to show; default ReportOptions().
       store: an ML Metadata store (e.g. a metadata service) instead of the run directory's SQLite file.
       cards: also write `<run_dir>/reports/model_cards/<model>_<version>.{md,html}`.
+      run_id: the run to report on (its pipeline_run context name); None: the latest.
       failure: the error that stopped the run, shown at the top (the local runner passes it; ML Metadata does not
         keep it, and TFX removes a failed execution's outputs).
 
@@ -253,11 +256,11 @@ def write_report(
     """
     options = options or ReportOptions()
     if store is None:
-        path = os.path.join(run_dir, "metadata.sqlite")
+        path = os.path.join(run_dir, contract.METADATA_FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no metadata store at {path}")
         store = mlmd.connect(path)
-    doc, data = build(store, run_dir, options, failure)
+    doc, data = build(store, run_dir, options, failure, run_id)
     out = out or os.path.join(run_dir, REPORTS_DIR, REPORT_FILE)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     written_cards = model_card.write_cards(store, os.path.join(run_dir, REPORTS_DIR, CARDS_DIR), options) if cards else []

@@ -33,12 +33,13 @@ def report(
         from pipelines import config as cfg
 
         report_options = cfg.load_config(config_path).report.options()
-        report_options.run_id = run_id
     else:
-        report_options = run_report.options_from(run_report.load_settings(run_dir), run_id=run_id)
+        report_options = run_report.options_from(run_report.load_settings(run_dir))
     store = mlmd.connect(host=metadata_host, port=metadata_port) if metadata_host else None
     try:
-        written = run_report.write_report(run_dir, out=out, options=report_options, store=store, cards=not no_cards)
+        written = run_report.write_report(
+            run_dir, out=out, options=report_options, store=store, cards=not no_cards, run_id=run_id
+        )
     except (FileNotFoundError, LookupError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"run {written['run_id']}: report {written['report']}")

@@ -203,8 +203,8 @@ def test_quarantine_is_summarised_by_reason_and_listed():
 
 
 def test_options_from_saved_settings():
-    options = report.options_from({"intended_use": "x", "limitations": ["y"], "unknown": 1}, run_id="r1")
-    assert (options.intended_use, options.limitations, options.run_id) == ("x", ("y",), "r1")
+    options = report.options_from({"intended_use": "x", "limitations": ["y"], "unknown": 1})
+    assert (options.intended_use, options.limitations) == ("x", ["y"])
     assert report.options_from({}).intended_use == ReportOptions().intended_use
 
 

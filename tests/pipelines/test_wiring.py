@@ -8,6 +8,7 @@ import json
 import pytest
 
 from components.ingest.sources import SourceConfig
+from components.reporting.options import ReportOptions
 from components.trainer.hparams import HParams
 from pipelines import config as cfg
 from pipelines.pipeline import create_pipeline
@@ -134,6 +135,9 @@ def test_the_run_config_takes_ingestions_defaults_from_ingest_options():
     assert cfg.IngestConfig().options() == IngestOptions()
     # One definition: the run config's sections extend the components' option dataclasses (no mirrored fields).
     assert issubclass(cfg.IngestConfig, IngestOptions) and issubclass(cfg.TrainConfig, HParams)
+    assert issubclass(cfg.ReportConfig, ReportOptions) and cfg.ReportConfig().options() == ReportOptions()
+    report = cfg.load_config(overrides=["report.overlay_count=5", "report.limitations=[small eval split]"]).report
+    assert report.options() == ReportOptions(overlay_count=5, limitations=["small eval split"])
     own = {f.name for f in dataclasses.fields(cfg.TrainConfig)} - {f.name for f in dataclasses.fields(HParams)}
     assert own == {"train_steps", "eval_steps"}
     with pytest.raises(ValueError, match="max_side must be >= 16"):
