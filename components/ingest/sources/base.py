@@ -189,6 +189,11 @@ class Source:
     def _rel(self, path: str) -> str:
         return storage.relpath(path, self.root)
 
+    def _record(self, image_path: str, rel_path: str | None = None, **fields: Any) -> RecordRef:
+        """A RecordRef of this source for the image at `image_path` (`rel_path`: its path under the root, by default
+        computed); `fields` are RecordRef's others (patient_id, labels, mask_paths, ...)."""
+        return RecordRef(source=self.config.name, rel_path=rel_path or self._rel(image_path), image_path=image_path, **fields)
+
 
 def sidecar_kind(name: str) -> str | None:
     """The kind of a known sidecar file name ("README", "checksums", ".txt", ...), or None.

@@ -129,10 +129,9 @@ class ChexpertSource(Source):
             view = parse_view(row.get("AP/PA") or "")
             view = view if view in ("AP", "PA") else "UNKNOWN"
         return (
-            RecordRef(
-                source=self.config.name,
+            self._record(
+                images[rel],
                 rel_path=rel,
-                image_path=images[rel],
                 patient_id=patient,
                 labels=tuple(labels),
                 view=view,

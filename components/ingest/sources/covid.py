@@ -233,10 +233,9 @@ class CovidSource(LabelMapMaskSource):
         if not patient:
             return None, Rejected(name, rel, "row without a patientid", files=files, other_paths=other)
         return (
-            RecordRef(
-                source=name,
+            self._record(
+                path,
                 rel_path=rel,
-                image_path=path,
                 patient_id=patient,
                 mask_paths=((mask_path, mask_value),) if mask_path else (),
                 labels=labels,

@@ -31,7 +31,7 @@ class DicomSource(Source):
         for path in self.list_inputs(self.root):  # not the export's README, MANIFEST, checksums or DICOMDIR
             rel = self._rel(path)
             # The patient id comes from the file when it is read; until then the relative path stands in.
-            refs.append(RecordRef(source=self.config.name, rel_path=rel, image_path=path, patient_id=rel))
+            refs.append(self._record(path, rel, patient_id=rel))
         return refs, []
 
     def read(self, ref: RecordRef, max_pixels: int) -> DecodedRecord:

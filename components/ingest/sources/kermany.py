@@ -72,10 +72,9 @@ class KermanySource(Source):
                     rejected.append(Rejected(self.config.name, rel, reason))
                     continue
                 refs.append(
-                    RecordRef(
-                        source=self.config.name,
+                    self._record(
+                        path,
                         rel_path=rel,
-                        image_path=path,
                         patient_id=patient,
                         labels=KERMANY_CLASSES[folder],
                         view="AP",

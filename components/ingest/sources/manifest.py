@@ -156,10 +156,9 @@ class ManifestSource(LabelMapMaskSource):
         except ValueError as e:
             return None, Rejected(name, rel, str(e), files=files, other_paths=other)
         return (
-            RecordRef(
-                source=name,
+            self._record(
+                path,
                 rel_path=rel,
-                image_path=path,
                 patient_id=patient,
                 mask_paths=((mask_path, self.mask_value),) if mask_path else (),
                 labels=labels,

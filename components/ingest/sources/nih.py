@@ -52,10 +52,8 @@ class NihSource(Source):
                 rejected.append(Rejected(self.config.name, self._rel(path), f"unknown finding labels {sorted(unknown)}"))
                 continue
             refs.append(
-                RecordRef(
-                    source=self.config.name,
-                    rel_path=self._rel(path),
-                    image_path=path,
+                self._record(
+                    path,
                     patient_id=row[col["Patient ID"]],
                     labels=tuple((n, n in findings) for n in sorted(NIH_LABELS)),
                     view=parse_view(row[col["View Position"]]) if "View Position" in col else "UNKNOWN",

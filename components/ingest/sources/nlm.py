@@ -68,10 +68,8 @@ class _NlmTbSource(Source):
                 meta = self._parse_reading(storage.read_bytes(reading).decode("utf-8", "replace"))
                 files += 1
             refs.append(
-                RecordRef(
-                    source=self.config.name,
-                    rel_path=self._rel(path),
-                    image_path=path,
+                self._record(
+                    path,
                     patient_id=stem.rsplit("_", 1)[0],  # one image per patient in these sets
                     mask_paths=masks,
                     labels=labels,

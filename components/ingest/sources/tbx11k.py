@@ -98,10 +98,8 @@ class Tbx11kSource(Source):
                 rejected.append(Rejected(self.config.name, self._rel(path), reason))
                 continue
             refs.append(
-                RecordRef(
-                    source=self.config.name,
-                    rel_path=self._rel(path),
-                    image_path=path,
+                self._record(
+                    path,
                     patient_id=stem,  # one image per patient in TBX11K
                     labels=TBX11K_CLASSES[folder],
                 )
