@@ -54,15 +54,7 @@ def make_datasets(
         return common.standardize(image[None], stats)[0], task.targets(f[F.LABELS_XF][None])[0]
 
     keep = lambda f: _known(task.targets(f[F.LABELS_XF][None])[0])  # noqa: E731
-    train, n_train, validation, n_validation = common.train_and_validation(
-        fn_args.train_files, tf_transform_output, keep, hp, cache_dir
-    )
-    logger.info("classification: %d training examples, %d held out for validation", n_train, n_validation)
-    train = common.example_seeds(train, hp.seed) if hp.augment else train
-    train = common.batched(train, example, global_batch)
-    if validation is not None:
-        validation = common.batched(validation, example, global_batch)
-    return train, validation, (n_train, n_validation)
+    return common.training_datasets(fn_args.train_files, tf_transform_output, keep, example, hp, global_batch, cache_dir)
 
 
 def training_targets(

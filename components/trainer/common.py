@@ -150,6 +150,29 @@ def train_and_validation(
     return train, n_train, None, 0
 
 
+def training_datasets(
+    file_patterns: list[str],
+    tf_transform_output: tft.TFTransformOutput,
+    keep: Callable[[dict[str, tf.Tensor]], tf.Tensor],
+    to_example: Callable[..., Any],
+    hp: HParams,
+    global_batch: int,
+    cache_dir: str,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None, tuple[int, int]]:
+    """(train, validation or None, (training count, validation count)) as batches of `to_example`'s outputs.
+
+    `keep` chooses the examples the task can use; the training ones are paired with augmentation seeds when
+    hp.augment (to_example(features, seed)), the validation ones are not (to_example(features)).
+    """
+    train, n_train, validation, n_validation = train_and_validation(file_patterns, tf_transform_output, keep, hp, cache_dir)
+    logger.info("%d training examples, %d held out for validation", n_train, n_validation)
+    train = example_seeds(train, hp.seed) if hp.augment else train
+    train = batched(train, to_example, global_batch)
+    if validation is not None:
+        validation = batched(validation, to_example, global_batch)
+    return train, validation, (n_train, n_validation)
+
+
 def learning_rate(hp: HParams, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """hp.learning_rate, constant or decayed to 0 along a cosine over the run's steps (after a short warm-up)."""
     if hp.lr_schedule == "constant":

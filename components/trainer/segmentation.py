@@ -54,15 +54,7 @@ def make_datasets(
         return common.standardize(image[None], stats)[0], target
 
     has_mask = lambda f: f[F.HAS_MASK_XF] > 0  # noqa: E731 - images without masks teach nothing here
-    train, n_train, validation, n_validation = common.train_and_validation(
-        fn_args.train_files, tf_transform_output, has_mask, hp, cache_dir
-    )
-    logger.info("segmentation: %d training images with a mask, %d held out for validation", n_train, n_validation)
-    train = common.example_seeds(train, hp.seed) if hp.augment else train
-    train = common.batched(train, example, global_batch)
-    if validation is not None:
-        validation = common.batched(validation, example, global_batch)
-    return train, validation, (n_train, n_validation)
+    return common.training_datasets(fn_args.train_files, tf_transform_output, has_mask, example, hp, global_batch, cache_dir)
 
 
 def build_model(hp: common.HParams, total_steps: int = 1) -> keras.Model:

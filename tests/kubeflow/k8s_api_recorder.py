@@ -13,26 +13,16 @@ import contextlib
 import dataclasses
 import json
 import re
-import threading
-import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from http_recorder import RecordingHandler, Request, serving
 
 TFJOBS = re.compile(r"^/apis/kubeflow\.org/v1/namespaces/([^/]+)/tfjobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 TOKEN = "recorder-token"
-
-
-@dataclasses.dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names lowercased
-    json: Any = None
 
 
 def condition(kind: str, status: str = "True", message: str = "") -> dict[str, str]:
@@ -105,26 +95,8 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
 
 
 def _handler(state: State):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # quiet
-            pass
-
-        def _reply(self, status: int, body: dict | str) -> None:
-            data = (body if isinstance(body, str) else json.dumps(body)).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _record(self) -> Request:
-            url = urllib.parse.urlsplit(self.path)
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            request = Request(self.command, url.path, query, headers, json.loads(body) if body else None)
-            state.requests.append(request)
-            return request
+    class Handler(RecordingHandler):
+        requests = state.requests
 
         def _tfjob(self, r: Request) -> tuple[str, str | None] | None:
             """(namespace, name) of a TFJob request, after answering it 404/403 if the cluster would; else None."""
@@ -213,15 +185,8 @@ def _handler(state: State):
 def k8s_api():
     """Serves the recording Kubernetes API on 127.0.0.1 (a free port); yields (base URL, State)."""
     state = State()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(_handler(state)) as url:
+        yield url, state
 
 
 def kubeconfig(url: str, namespace: str) -> str:

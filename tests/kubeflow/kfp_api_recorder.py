@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import email.parser
-import email.policy
 import itertools
 import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from http_recorder import RecordingHandler, Request, serving
 
 API = "/apis/v2beta1"
-
-
-@dataclasses.dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    json: Any = None  # the parsed body of a JSON request
-    files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # multipart uploads: field name -> content
 
 
 @dataclasses.dataclass
@@ -53,34 +40,8 @@ def _display_name_filter(query: dict[str, str]) -> str | None:
 
 
 def _handler(state: State, ids: itertools.count):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # quiet
-            pass
-
-        def _reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _record(self) -> Request:
-            url = urllib.parse.urlsplit(self.path)
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            request = Request(self.command, url.path, query)
-            content_type = self.headers.get("Content-Type", "")
-            if content_type.startswith("multipart/form-data"):
-                message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                    f"Content-Type: {content_type}\r\n\r\n".encode() + body
-                )
-                for part in message.iter_parts():
-                    request.files[part.get_param("name", header="content-disposition")] = part.get_payload(decode=True)
-            elif body:
-                request.json = json.loads(body)
-            state.requests.append(request)
-            return request
+    class Handler(RecordingHandler):
+        requests = state.requests
 
         def do_GET(self) -> None:
             r = self._record()
@@ -158,12 +119,5 @@ def _handler(state: State, ids: itertools.count):
 def kfp_api():
     """Serves the recording KFP API on 127.0.0.1 (a free port); yields (base URL, State)."""
     state = State()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state, itertools.count(1)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(_handler(state, itertools.count(1))) as url:
+        yield url, state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,7 +117,7 @@ def test_a_failing_task_stops_the_run_with_its_own_error(tmp_path):
     package = _pipeline(tmp_path, {"a": {"code": ECHO}, "b": {"code": boom, "after": ["a"]}, "c": {"code": ECHO, "after": ["b"]}})
     with pytest.raises(local_run.TaskFailed, match=r"task b failed \(exit 1\): ValueError: the data gate found 3 anomalies") as e:
         local_run.run(package, str(tmp_path / "work"), run_id="r1", echo=lambda _: None)
-    assert "Traceback" in open(e.value.log).read()
+    assert "Traceback" in Path(e.value.log).read_text()
     store = mlmd.connect(str(tmp_path / "work" / "metadata.sqlite"))
     states = {mlmd.value(x, "task_name"): x.last_known_state for x in store.get_executions()}
     assert states == {"a": mlmd.Execution.COMPLETE, "b": mlmd.Execution.FAILED}  # c never started
