@@ -16,8 +16,8 @@ from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 
+from components import contract, mlmd
 from components import features as F
-from components import mlmd
 from components.evaluation import metric_names as M
 from components.evaluation import results
 from components.ingest import spec as ingest_spec
@@ -43,7 +43,11 @@ def card_name(model_name: str, version: int) -> str:
 def _evaluator(store: metadata_store.MetadataStore, model_id: int) -> mlmd.Execution | None:
     """The Evaluator execution that judged the model last (the one the registry reads)."""
     nodes = mlmd.node_ids(store, [e.id for e in mlmd.consumers(store, model_id, "model")])
-    evaluations = [e for e in mlmd.consumers(store, model_id, "model") if nodes.get(e.id, "").startswith("Evaluator.")]
+    evaluations = [
+        e
+        for e in mlmd.consumers(store, model_id, "model")
+        if nodes.get(e.id, "") in {contract.evaluator(t) for t in contract.TASKS}
+    ]
     return evaluations[-1] if evaluations else None
 
 
@@ -53,7 +57,7 @@ def _known_sources(store: metadata_store.MetadataStore) -> dict[str, dict[str, A
     nodes = mlmd.node_ids(store, [e.id for e in executions])
     out: dict[str, dict[str, Any]] = {}
     for e in sorted(executions, key=lambda e: e.id):
-        if nodes.get(e.id) == "CxrExampleGen":
+        if nodes.get(e.id) == contract.EXAMPLE_GEN:
             for s in mlmd.json_value(e, "sources", []) or []:
                 out[s["name"]] = s
     return out

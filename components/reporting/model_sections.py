@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from components import contract
 from components import features as F
 from components.evaluation import metric_names as M
 from components.reporting import overlays, plots, run_data
@@ -21,7 +22,7 @@ def training(doc: Doc, data: dict[str, Any]) -> None:
         tr = t["training"]
         doc.h3(f"{task}", f"training-{task}")
         if not tr:
-            doc.p(f"Trainer.{task} did not complete in this run.")
+            doc.p(f"{contract.trainer(task)} did not complete in this run.")
             continue
         hp = tr["hyperparameters"]
         keys = ("epochs", "batch_size", "learning_rate", "base_filters", "depth", "mask_classes", "alpha", "class_balance")
@@ -45,7 +46,7 @@ def classification(doc: Doc, data: dict[str, Any]) -> None:
     doc.h2("Classification: ROC curves and confusion matrices", "classification")
     e = data["tasks"].get("classification", {}).get("evaluation")
     if not e:
-        doc.p("Evaluator.classification did not complete in this run.")
+        doc.p(f"{contract.evaluator('classification')} did not complete in this run.")
         return
     classes = run_data.class_names(e)
     overall = e["metrics"].get((), {})
@@ -89,7 +90,7 @@ def segmentation(doc: Doc, data: dict[str, Any]) -> None:
     t = data["tasks"].get("segmentation", {})
     e = t.get("evaluation")
     if not e:
-        doc.p("Evaluator.segmentation did not complete in this run.")
+        doc.p(f"{contract.evaluator('segmentation')} did not complete in this run.")
         return
     histograms = {}
     for key, by_name in e["plots"].items():

@@ -145,9 +145,13 @@ def _validation(doc: Doc, data: dict[str, Any]) -> None:
     gate = v.get("gate")
     # The gate's findings include ExampleValidator's schema anomalies; without a gate report, show those alone.
     if gate and "anomalies" in gate:
-        found = [("DataGate", f) for f in gate["anomalies"]]
+        found = [(contract.DATA_GATE, f) for f in gate["anomalies"]]
     else:
-        found = [("ExampleValidator", f) for fs in ((v.get("example_validator") or {}).get("splits") or {}).values() for f in fs]
+        found = [
+            (contract.EXAMPLE_VALIDATOR, f)
+            for fs in ((v.get("example_validator") or {}).get("splits") or {}).values()
+            for f in fs
+        ]
     rows = [[by, Cell(f["where"], "text"), Cell(f["feature"], "text"), Cell(f["what"], "text")] for by, f in found]
     stopped = bool(gate) and gate.get("state") == "failed"
     if stopped:

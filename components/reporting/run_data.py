@@ -21,7 +21,7 @@ from ml_metadata.metadata_store import metadata_store
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
-from components import baselines, mlmd, storage
+from components import baselines, contract, mlmd, storage
 from components import features as F
 from components.evaluation import results
 from components.ingest import spec as ingest_spec
@@ -31,7 +31,7 @@ from components.validation import checks, gate
 logger = logging.getLogger(__name__)
 
 RUN_CONTEXT = "pipeline_run"  # TFX's context per run of a pipeline, named by the run id
-TASKS = ("segmentation", "classification")
+TASKS = contract.TASKS
 _STATES = {
     mlmd.Execution.COMPLETE: "complete",
     mlmd.Execution.CACHED: "cached",
@@ -119,7 +119,7 @@ def output(store: metadata_store.MetadataStore, execution: mlmd.Execution | None
 
 def ingest(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] | None:
     """CxrExampleGen's report.json, quarantine.jsonl and files.jsonl, the configured sources and where the Examples are."""
-    execution = run.done("CxrExampleGen")
+    execution = run.done(contract.EXAMPLE_GEN)
     if execution is None:
         return None
     report_artifact = output(store, execution, ingest_spec.REPORT_KEY)
@@ -131,7 +131,7 @@ def ingest(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] | No
         unclaimed = _json_lines(posixpath.join(report_artifact.uri, FILES_FILE))  # none before file accounting
     return {
         "execution_id": execution.id,
-        "state": run.state("CxrExampleGen"),
+        "state": run.state(contract.EXAMPLE_GEN),
         "report": report,
         "report_uri": report_artifact.uri if report_artifact is not None else None,
         "quarantine": quarantine,
@@ -165,7 +165,7 @@ def statistics(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] 
 
     Slices: "All Examples" and one per source ("source_<name>", StatisticsGen's SQL slicing).
     """
-    execution = run.done("StatisticsGen")
+    execution = run.done(contract.STATISTICS_GEN)
     artifact = output(store, execution, "statistics")
     if artifact is None:
         return None
@@ -193,7 +193,7 @@ def statistics(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] 
 def validation(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] | None:
     """ExampleValidator's anomalies per split and DataGate's report (its findings and what it skipped)."""
     out: dict[str, Any] = {"example_validator": None, "gate": None}
-    validator = run.done("ExampleValidator")
+    validator = run.done(contract.EXAMPLE_VALIDATOR)
     anomalies = output(store, validator, "anomalies")
     if anomalies is not None:
         per_split = {}
@@ -203,20 +203,20 @@ def validation(store: metadata_store.MetadataStore, run: Run) -> dict[str, Any] 
                 proto = anomalies_pb2.Anomalies.FromString(storage.read_bytes(path))
                 per_split[split] = [f.__dict__ for f in checks.findings_of(proto, f"split {split}")]
         out["example_validator"] = {"execution_id": validator.id, "uri": anomalies.uri, "splits": per_split}
-    gate_execution = run.executions.get("DataGate")
+    gate_execution = run.executions.get(contract.DATA_GATE)
     report = output(store, gate_execution, gate.REPORT_KEY) if gate_execution is not None else None
     if report is not None:
         data = read_json(posixpath.join(report.uri, gate.REPORT_JSON)) or {}
         out["gate"] = {
             "execution_id": gate_execution.id,
-            "state": run.state("DataGate"),
+            "state": run.state(contract.DATA_GATE),
             "uri": report.uri,
             "findings": mlmd.value(report, gate.FINDINGS_PROPERTY),
             **data,
         }
     elif gate_execution is not None:
         # A gate that stopped the run published no report (TFX removes a failed execution's outputs).
-        out["gate"] = {"execution_id": gate_execution.id, "state": run.state("DataGate"), "uri": None, "findings": None}
+        out["gate"] = {"execution_id": gate_execution.id, "state": run.state(contract.DATA_GATE), "uri": None, "findings": None}
     return out if out["example_validator"] or out["gate"] else None
 
 
@@ -254,7 +254,7 @@ def training_curves(model_run_uri: str) -> dict[str, dict[str, list[tuple[int, f
 
 
 def training(store: metadata_store.MetadataStore, run: Run, task: str) -> dict[str, Any] | None:
-    execution = run.done(f"Trainer.{task}")
+    execution = run.done(contract.trainer(task))
     if execution is None:
         return None
     model = output(store, execution, "model")
@@ -262,7 +262,7 @@ def training(store: metadata_store.MetadataStore, run: Run, task: str) -> dict[s
     made_by = mlmd.producer(store, model.id) if model is not None else None
     return {
         "execution_id": execution.id,
-        "state": run.state(f"Trainer.{task}"),
+        "state": run.state(contract.trainer(task)),
         "trained_by_execution": made_by.id if made_by is not None else None,
         "model_id": model.id if model is not None else None,
         "model_uri": model.uri if model is not None else None,
@@ -328,7 +328,7 @@ def metric_config(eval_config: tfma.EvalConfig, class_name: str) -> dict[str, An
 
 def evaluation(store: metadata_store.MetadataStore, run: Run, task: str) -> dict[str, Any] | None:
     """The Evaluator's verdict in this run: metrics and plots per slice, blessing, thresholds and the baseline."""
-    execution = run.done(f"Evaluator.{task}")
+    execution = run.done(contract.evaluator(task))
     if execution is None:
         return None
     produced = mlmd.outputs(store, execution.id)
@@ -340,7 +340,7 @@ def evaluation(store: metadata_store.MetadataStore, run: Run, task: str) -> dict
     blessed = mlmd.value(blessing, "blessed") == 1 if blessing is not None else None
     out: dict[str, Any] = {
         "execution_id": execution.id,
-        "state": run.state(f"Evaluator.{task}"),
+        "state": run.state(contract.evaluator(task)),
         "uri": uri,
         "model_id": model.id if model is not None else None,
         "examples_uri": (_one(read, "examples").uri if _one(read, "examples") is not None else None),
@@ -420,14 +420,14 @@ def dice_histogram(plot: metrics_for_slice_pb2.PlotData) -> dict[str, list[float
 
 
 def push(store: metadata_store.MetadataStore, run: Run, task: str) -> dict[str, Any] | None:
-    execution = run.done(f"Pusher.{task}")
+    execution = run.done(contract.pusher(task))
     pushed = output(store, execution, "pushed_model")
     if pushed is None:
         return None
     version = str(mlmd.value(pushed, "pushed_version", ""))
     return {
         "execution_id": execution.id,
-        "state": run.state(f"Pusher.{task}"),
+        "state": run.state(contract.pusher(task)),
         "pushed": mlmd.value(pushed, "pushed") == 1,
         "version": int(version) if version.isdigit() else None,
         "destination": mlmd.value(pushed, "pushed_destination", ""),
