@@ -28,7 +28,7 @@ from components.reporting.options import ReportOptions
 
 logger = logging.getLogger(__name__)
 
-REPORTS_DIR = "reports"
+REPORTS_DIR = contract.REPORTS_DIR
 REPORT_FILE = "report.html"
 CARDS_DIR = "model_cards"
 SETTINGS_FILE = "settings.json"  # the report settings of the run that last wrote the reports (pipelines.config.ReportConfig)

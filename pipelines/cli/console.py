@@ -79,7 +79,7 @@ class RunConsole:
         self.run_dir = os.path.abspath(run_dir)
         self.verbose = verbose
         self.run_id = run_id()
-        self.log_path = os.path.join(self.run_dir, "logs", f"{self.run_id}.log")
+        self.log_path = os.path.join(self.run_dir, contract.LOGS_DIR, f"{self.run_id}.log")
         self._terminal = terminal
         self._saved: list[int] = []
         self._tee: threading.Thread | None = None
@@ -100,7 +100,7 @@ class RunConsole:
         global _last_log
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         _last_log = self.log_path
-        self._watcher = _Watcher(self, os.path.join(self.run_dir, "metadata.sqlite"))
+        self._watcher = _Watcher(self, os.path.join(self.run_dir, contract.METADATA_FILE))
         self._redirect()
         try:
             self._start()
@@ -298,7 +298,7 @@ def summarize(run_dir: str, node: str, execution_id: int | None) -> str:
     """The numbers that matter for one finished node, read from its outputs in the run's store."""
     if execution_id is None:
         return ""
-    store = mlmd.connect(os.path.join(run_dir, "metadata.sqlite"))
+    store = mlmd.connect(os.path.join(run_dir, contract.METADATA_FILE))
     out = mlmd.outputs(store, execution_id)
     kind = node.split(".")[0]
     if node == contract.EXAMPLE_GEN:

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from components import contract
+
 if TYPE_CHECKING:
     from ml_metadata.metadata_store import metadata_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONFIG_FILE = click.Path(exists=True, dir_okay=False)
-DEFAULT_RUN_DIR = "runs/demo"
+DEFAULT_RUN_DIR = contract.DEFAULT_RUN_DIR
 
 # Flags with the same meaning wherever they appear.
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -66,7 +68,7 @@ def open_store(
         from pipelines import config as cfg
 
         run_dir = cfg.load_config(config_path).run_dir
-    path = os.path.join(run_dir or DEFAULT_RUN_DIR, "metadata.sqlite")
+    path = os.path.join(run_dir or DEFAULT_RUN_DIR, contract.METADATA_FILE)
     if not os.path.exists(path):
         raise click.ClickException(f"no metadata store at {path}; run the pipeline first or pass --run-dir/--config")
     return mlmd.connect(path)
