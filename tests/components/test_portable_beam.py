@@ -30,6 +30,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as S
 from tfx.utils import dependency_utils
 
+import components
 from components import features as F
 from components.ingest import executor as ingest_executor
 from components.ingest import spec as C
@@ -40,6 +41,7 @@ from pipelines.demo_data import write_demo_archive
 from pipelines.pipeline import PREPROCESSING_FN
 
 ROOT = Path(__file__).resolve().parents[2]
+CODE_ROOT = Path(components.__file__).resolve().parents[1]  # the project code this process imports: the workers' too
 SALT_ENV = "CXR_PORTABLE_TEST_SALT"
 SPLITS = ("train", "eval")
 # The analyzer outputs, compared with a float tolerance: they are sums in an order the runner chooses.
@@ -52,7 +54,7 @@ def worker_pool(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """Beam's worker pool (worker_pool_main), in a process group of its own; yields its address and process.
 
     The pool starts each SDK worker as `python -c ...` in a process of its own: PATH leads to this interpreter and
-    PYTHONPATH to this checkout, the code the workers import. The caller waits for it with wait_for_pool.
+    PYTHONPATH to the project code this process runs. The caller waits for it with wait_for_pool.
     """
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -60,7 +62,7 @@ def worker_pool(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     env = dict(
         os.environ,
         PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        PYTHONPATH=os.pathsep.join(p for p in (str(CODE_ROOT), os.environ.get("PYTHONPATH")) if p),
     )
     command = [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
     with open(log, "wb") as out:
