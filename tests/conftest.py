@@ -28,6 +28,7 @@ SLOW_MODULES = {
     "test_sources_more",
     "test_sources_covid",
     "test_kubeflow_entrypoint",
+    "test_portable_beam",
 }
 SLOW_TESTS = {
     "test_the_executor_runs_tfx_trainer_in_the_tfjob_workers",  # a worker process runs TFX's Trainer
@@ -56,6 +57,7 @@ LONGEST_FIRST = (
     SHARED_RUN_GROUP,
     "tests/kubeflow/test_local_run.py",
     "tests/pipelines/test_configs.py",
+    "tests/components/test_portable_beam.py",
     "tests/pipelines/test_run_lock.py",
     "tests/pipelines/test_validation_gate.py",
     "tests/components/test_transform.py",
