@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# Beam in this process: a tiny run's Beam jobs would otherwise spend most of their time starting worker processes
+# (each importing TensorFlow), as `cxr run` does by default for real data. No Beam arguments at all is the
+# DirectRunner's in-process default, and spares each Beam component TFX's packaging of itself for remote workers
+# (a `setup.py sdist` of the installed TFX, 2-3 s, done whenever a component has Beam arguments naming no package).
+IN_PROCESS_BEAM = ["beam_args=[]", "ingest.beam_args=[]"]
 TINY_RUN_OVERRIDES = [
     "segmentation.train_steps=60",
     "segmentation.epochs=2",
@@ -21,9 +26,7 @@ TINY_RUN_OVERRIDES = [
     # skew between its ~25-image splits would be sampling noise, so it is left to unit tests.
     "validation.min_examples_for_distance=1",
     "validation.split_skew={}",
-    # Beam in this process: a tiny run's Beam jobs would otherwise spend most of their time starting worker
-    # processes (each importing TensorFlow), as `cxr run` does by default for real data.
-    'beam_args=["--direct_running_mode=in_memory"]',
+    *IN_PROCESS_BEAM,
 ]
 # Only the segmentation Trainer differs between these runs and the first, so the classification branch is cached
 # (locally).

@@ -63,7 +63,7 @@ def kfp_runs(tiny_archive, tmp_path_factory) -> KfpRuns:
         demo = cfg.demo_config(f"{bucket}/archive", f"{bucket}/run")
         base = TINY_RUN_OVERRIDES + KUBEFLOW + [f"push.base_dir={bucket}/serving"]
         config = cfg.load_config(overrides=base, base=demo)
-        config.kubeflow.beam_args = ["--direct_running_mode=in_memory"]
+        config.kubeflow.beam_args = []  # in-process DirectRunner (tests/tiny_run.py)
         worse = cfg.load_config(overrides=base + WORSE_SEGMENTATION, base=demo)
         worse.kubeflow.beam_args = list(config.kubeflow.beam_args)
         package = runner.compile(config, str(tmp / "pipeline.yaml"))

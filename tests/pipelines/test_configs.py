@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny_run import IN_PROCESS_BEAM
 
 from components.evaluation import results
 from components.reporting import run_data
@@ -105,15 +106,15 @@ def _samples_slice(samples: Path, out: Path) -> Path:
 
 # Short and permissive: this checks that each config runs end to end and pushes, not the models' quality
 # (benchmarks/quality.py measures that with the configs as they are). Beam in this process, as tests/tiny_run.py.
-IN_PROCESS_BEAM = 'beam_args=["--direct_running_mode=in_memory"]'
+
 SHORT = {
     "pneumonia_kermany": [
         "classification.train_steps=6", "classification.epochs=1", "classification.batch_size=8",
-        "cls_blessing.floor=0.0", "cls_blessing.floors={}", "cls_size=64", IN_PROCESS_BEAM,
+        "cls_blessing.floor=0.0", "cls_blessing.floors={}", "cls_size=64", *IN_PROCESS_BEAM,
     ],
     "lungs_real": [
         "segmentation.train_steps=6", "segmentation.epochs=1", "segmentation.batch_size=4",
-        "seg_blessing.floor=0.0", "seg_blessing.ceilings={}", "seg_size=64", IN_PROCESS_BEAM,
+        "seg_blessing.floor=0.0", "seg_blessing.ceilings={}", "seg_size=64", *IN_PROCESS_BEAM,
     ],
 }  # fmt: skip
 

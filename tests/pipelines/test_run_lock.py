@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tiny_run import IN_PROCESS_BEAM
 
 from components import mlmd
 from pipelines import run_lock
@@ -142,7 +143,7 @@ config = cfg.load_config(overrides=sys.argv[3:], base=cfg.demo_config(sys.argv[1
 local_runner.run(config, to_nodes=["Trainer.segmentation"])
 """
 # Only what the segmentation Trainer needs, on one core's worth of Beam (in-process: the kill takes it all).
-CHEAP = ["tasks=[segmentation]", "beam_args=[--direct_running_mode=in_memory]", "report.enabled=false"]
+CHEAP = ["tasks=[segmentation]", *IN_PROCESS_BEAM, "report.enabled=false"]
 LONG_TRAINING = ["segmentation.train_steps=1000000", "segmentation.epochs=1", "segmentation.eval_steps=1"]
 SHORT_TRAINING = ["segmentation.train_steps=2", "segmentation.epochs=1", "segmentation.eval_steps=1"]
 

@@ -11,13 +11,12 @@ import pytest
 from cli_run import cxr, write_config
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tiny_run import IN_PROCESS_BEAM
 
 from components import stops
 from components.validation import gate
 from pipelines import config as cfg
 from pipelines import local_runner
-
-IN_PROCESS_BEAM = 'beam_args=["--direct_running_mode=in_memory"]'
 
 # Ages as NIH ChestX-ray14 really has a few of (e.g. 414): over the schema's 120 years.
 BAD_AGE = "414"
@@ -53,7 +52,7 @@ def test_anomaly_stops_before_transform_unless_switched_to_continue(tiny_archive
     shutil.copytree(tiny_archive, data)
     assert _inject_bad_ages(str(data / "nih")) > 0
     # Beam in this process (tests/tiny_run.py): worker processes would cost more than this tiny run's work.
-    config = cfg.load_config(overrides=[IN_PROCESS_BEAM], base=cfg.demo_config(str(data), str(tmp_path / "run")))
+    config = cfg.load_config(overrides=IN_PROCESS_BEAM, base=cfg.demo_config(str(data), str(tmp_path / "run")))
 
     # Through the command line, as an operator meets it: the findings, exit code 4, no traceback.
     stopped = cxr("run", "--config", write_config(config, tmp_path / "config.yaml"), "--to", "Transform")
