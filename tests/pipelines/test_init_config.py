@@ -16,7 +16,7 @@ from components.ingest.sources import make_source
 from pipelines import config as cfg
 from pipelines import init_config
 from pipelines.cli import main
-from pipelines.demo_data import write_demo_archive
+from pipelines.demo.archive import write_demo_archive
 from pipelines.pipeline import create_pipeline
 
 N = 4  # images per demo source

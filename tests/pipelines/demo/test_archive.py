@@ -1,4 +1,4 @@
-"""Tests for the synthetic multi-source demo archive writer."""
+"""Tests for the synthetic multi-source demo archive writer (pipelines.demo.archive and its layouts)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from pipelines.demo_data import NIH_HEADER, main, write_demo_archive
+from pipelines.demo.archive import main, write_demo_archive
+from pipelines.demo.layouts import NIH_HEADER
 
 N = 6
 SIZE = 64
@@ -273,11 +274,11 @@ def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object], pattern: s
 
 def test_main_writes_archive(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="pipelines.demo_data"):
+    with caplog.at_level(logging.INFO, logger="pipelines.demo"):
         assert main(["--out", str(out), "--n-per-source", "2", "--size", "32", "--seed", "5"]) == 0
     assert (out / "README.txt").is_file()
     assert len(list((out / "nih" / "images").glob("*.png"))) == 2
     assert len(list((out / "dicom").glob("*.dcm"))) == 3
-    summaries = [r.getMessage() for r in caplog.records if r.name == "pipelines.demo_data"]
+    summaries = [r.getMessage() for r in caplog.records if r.name.startswith("pipelines.demo.")]
     for source in ("montgomery", "shenzhen", "nih", "dicom"):
         assert sum(message.startswith(f"{source}:") for message in summaries) == 1

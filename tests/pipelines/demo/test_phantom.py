@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipelines.phantom import Findings, Phantom, random_findings, render_phantom
+from pipelines.demo.phantom import Findings, Phantom, random_findings, render_phantom
 
 SEEDS = range(20)
 

@@ -1,0 +1,281 @@
+"""Procedural chest X-ray phantom with lung/heart masks and optional radiological findings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.demo.anatomy import (
+    body_frame,
+    breast_shadows,
+    draw_body,
+    draw_bones,
+    draw_gastric_bubble,
+    draw_heart,
+    draw_lung,
+    draw_trachea,
+    lung_geometries,
+    lung_markings,
+)
+from pipelines.demo.fields import blurred_noise_std, gaussian_blur, smooth_1d, smooth_2d
+from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
+
+logger = logging.getLogger(__name__)
+
+# The smallest and largest image side a phantom can be drawn at.
+MIN_SIZE = 32
+MAX_SIZE = 8192
+_SUPPORTED_BIT_DEPTHS = (8, 16)
+# 16-bit phantoms hold 12 significant bits, like most DR/CR detectors (BitsStored=12 in DICOM).
+_MAX_VALUE_16 = 4095
+
+
+# Independent random streams, so toggling one finding never shifts the draws of anything else:
+# the same seed with and without a finding is the same patient.
+_STREAM_ANATOMY = 0
+_STREAM_PATIENT = 1
+_STREAM_HEART = 2
+_STREAM_TEXTURE = 3
+_STREAM_NOISE = 4
+_STREAM_EFFUSION = 5
+_STREAM_OPACITY = 6
+_STREAM_TB = 7
+
+_FLOAT = np.float32
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Radiological findings that can be drawn into a phantom.
+
+    Attributes:
+        cardiomegaly: Enlarged heart, cardiothoracic ratio > 0.5 (normal phantoms stay < 0.45).
+        effusion: Pleural effusion: homogeneous fluid with a meniscus filling one lung base; the
+            fluid is excluded from the lung mask, as radiologists draw it.
+        opacity: Consolidation-like blotchy brighter region inside one lung (mask unchanged).
+        tb: Apical TB-like nodules and a cavity in an upper lung zone (mask unchanged).
+    """
+
+    cardiomegaly: bool = False
+    effusion: bool = False
+    opacity: bool = False
+    tb: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether at least one finding is present."""
+        return self.cardiomegaly or self.effusion or self.opacity or self.tb
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """A rendered phantom and its ground truth.
+
+    Attributes:
+        image: (H, W) uint8 (0..255) or uint16 (0..4095, 12 significant bits) X-ray image in the
+            usual display convention: bone and soft tissue bright, aerated lung and air dark.
+        mask: (H, W) uint8 label map: 0 background, 1 the patient's right lung (image left,
+            radiological convention), 2 the patient's left lung (image right).
+        body: (H, W) bool body outline.
+        heart: (H, W) bool heart silhouette.
+        findings: The findings drawn into the image.
+        sex: 'M' or 'F'.
+        age_years: Patient age in whole years, 18..85.
+        cardiothoracic_ratio: Heart width divided by inner-ribcage width, both column extents of
+            the drawn masks (the ribcage width is that of both lungs before any effusion).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    body: np.ndarray
+    heart: np.ndarray
+    findings: Findings
+    sex: str
+    age_years: int
+    cardiothoracic_ratio: float
+
+
+def random_findings(rng: np.random.Generator, prevalence: float = 0.4) -> Findings:
+    """Draws a random set of findings.
+
+    With probability ``prevalence`` the case is abnormal; an abnormal case gets a non-empty random
+    subset of the four findings (each present with probability 0.4, one forced if none drawn).
+
+    Args:
+        rng: Source of randomness; the same number of values is drawn whatever the outcome.
+        prevalence: Probability in [0, 1] that the returned findings are not all False.
+
+    Returns:
+        The drawn findings.
+
+    Raises:
+        ValueError: If ``rng`` is not a Generator or ``prevalence`` is not a number in [0, 1].
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(prevalence, bool) or not isinstance(prevalence, (int, float, np.floating)):
+        raise ValueError(f"prevalence must be a number in [0, 1], got {prevalence!r}")
+    if not 0.0 <= float(prevalence) <= 1.0:
+        raise ValueError(f"prevalence must be in [0, 1], got {prevalence!r}")
+    abnormal_draw = rng.random()
+    picks = rng.random(4) < 0.4
+    forced = int(rng.integers(0, 4))
+    if abnormal_draw >= prevalence:
+        return Findings()
+    if not picks.any():
+        picks[forced] = True
+    return Findings(cardiomegaly=bool(picks[0]), effusion=bool(picks[1]), opacity=bool(picks[2]), tb=bool(picks[3]))
+
+
+def render_phantom(
+    seed: int,
+    size: int = 256,
+    findings: Findings | None = None,
+    bit_depth: int = 8,
+    *,
+    height: int | None = None,
+) -> Phantom:
+    """Renders a synthetic PA chest X-ray with its lung, heart and body masks.
+
+    Anatomy (patient size, position, tilt, lung shapes, heart, ribs, sex, age) depends only on
+    ``seed`` (and ``findings.cardiomegaly`` for the heart size); every finding has its own random
+    stream, so the same seed with and without a finding is the same patient. Rendering is
+    deterministic: the same arguments give byte-identical arrays.
+
+    Args:
+        seed: Non-negative integer seed.
+        size: Image width in pixels, in [32, 8192].
+        findings: Findings to draw; ``None`` means a normal study.
+        bit_depth: 8 (uint8, 0..255) or 16 (uint16 holding 12 bits, 0..4095).
+        height: Image height in pixels, in [32, 8192]; defaults to ``size``.
+
+    Returns:
+        The phantom; all arrays have shape (height, size).
+
+    Raises:
+        ValueError: For a negative or non-integer seed, an out-of-range size/height, an
+            unsupported bit depth or a ``findings`` that is not a ``Findings``.
+    """
+    seed = _check_int("seed", seed, 0, None)
+    width = _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    height = width if height is None else _check_int("height", height, MIN_SIZE, MAX_SIZE)
+    if isinstance(bit_depth, bool) or bit_depth not in _SUPPORTED_BIT_DEPTHS:
+        raise ValueError(f"bit_depth must be one of {_SUPPORTED_BIT_DEPTHS}, got {bit_depth!r}")
+    if findings is None:
+        findings = Findings()
+    if not isinstance(findings, Findings):
+        raise ValueError(f"findings must be a Findings instance or None, got {type(findings).__name__}")
+
+    patient_rng = _stream(seed, _STREAM_PATIENT)
+    sex = "F" if patient_rng.random() < 0.5 else "M"
+    age_years = int(patient_rng.integers(18, 86))
+
+    anatomy_rng = _stream(seed, _STREAM_ANATOMY)
+    frame = body_frame(anatomy_rng, height, width)
+    fx, fy = frame.x, frame.y
+    thorax_half = float(anatomy_rng.uniform(0.31, 0.36)) * (0.96 if sex == "F" else 1.0)
+    body, body_depth = draw_body(anatomy_rng, fx, fy, thorax_half)
+    lungs = lung_geometries(anatomy_rng, thorax_half)
+    bones = draw_bones(anatomy_rng, fx, fy, thorax_half, lungs, age_years)
+    breasts = breast_shadows(anatomy_rng, fx, fy, thorax_half, lungs) if sex == "F" else None
+    gastric_bubble = draw_gastric_bubble(anatomy_rng, fx, fy, lungs[1])
+    wobble = smooth_1d(anatomy_rng, fy, cells=6, amplitude=0.006)
+    aortic_knob = float(anatomy_rng.uniform(0.012, 0.025)) * np.exp(-np.square((fy - 0.29) / 0.035))
+
+    lung_shapes: list[np.ndarray] = []
+    lung_air: list[np.ndarray] = []
+    for geo in lungs:
+        medial_bump = aortic_knob if geo.side > 0 else 0.0
+        shape, air = draw_lung(geo, geo.side * fx + wobble, fy, medial_bump)
+        shape &= body
+        lung_shapes.append(shape)
+        lung_air.append(air * shape)
+
+    thorax_cols = np.flatnonzero((lung_shapes[0] | lung_shapes[1]).any(axis=0))
+    if thorax_cols.size == 0:
+        raise ValueError(f"image too small to draw lungs: {height}x{width}")
+    thorax_width_px = int(thorax_cols[-1] - thorax_cols[0] + 1)
+
+    heart, heart_depth, ctr = draw_heart(
+        _stream(seed, _STREAM_HEART), fx, fy, lungs, thorax_width_px, frame.px_per_unit, findings.cardiomegaly
+    )
+    lung_masks = [shape & ~heart for shape in lung_shapes]
+
+    # Additive attenuation model: all structures are summed as line integrals, then displayed.
+    attenuation = np.where(body, 0.1 + 0.5 * np.sqrt(body_depth), 0.0).astype(_FLOAT)
+    for air, lung in zip(lung_air, lung_masks, strict=True):
+        attenuation -= 0.42 * air * lung
+    attenuation += 0.03 * heart_depth
+    attenuation += bones * body
+    attenuation += draw_trachea(fx, fy)
+    if breasts is not None:
+        attenuation += breasts * body
+    attenuation -= gastric_bubble
+    texture_rng = _stream(seed, _STREAM_TEXTURE)
+    attenuation += lung_markings(texture_rng, fx, fy, lungs, lung_masks)
+    # Smooth exposure variation (heel effect, scatter) so absolute intensity is not a shortcut.
+    attenuation += 0.03 * smooth_2d(texture_rng, (height, width), (3, 3))
+    stride_y, stride_x = max(1, height // 128), max(1, width // 128)
+    reference = float(np.percentile(attenuation[::stride_y, ::stride_x], 99.7))
+
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[lung_masks[0]] = 1
+    mask[lung_masks[1]] = 2
+
+    if findings.effusion:
+        gain, fluid = draw_effusion(_stream(seed, _STREAM_EFFUSION), fx, fy, lungs, lung_masks, lung_air)
+        attenuation += gain
+        mask[fluid] = 0
+    if findings.opacity:
+        attenuation += draw_opacity(_stream(seed, _STREAM_OPACITY), fx, fy, mask, frame.px_per_unit)
+    if findings.tb:
+        attenuation += draw_tb(_stream(seed, _STREAM_TB), fx, fy, mask, lungs, frame.px_per_unit)
+
+    pixel_scale = width / 256.0
+    attenuation = gaussian_blur(attenuation, 0.6 * pixel_scale)
+    noise_sigma = 0.5 * pixel_scale
+    noise = _stream(seed, _STREAM_NOISE).standard_normal((height, width), dtype=_FLOAT)
+    attenuation += (0.018 / blurred_noise_std(noise_sigma)) * gaussian_blur(noise, noise_sigma)
+
+    # The anatomy's 99.7th percentile maps to white (the densest bone saturates, like a
+    # windowed radiograph). It is taken before effusion/opacity/TB are drawn, so those findings
+    # only ever add signal and never re-window the rest of the image.
+    display = np.clip(_film_curve(attenuation * (1.0 / reference)) * (1.0 / _film_curve(1.0)), 0.0, 1.0)
+    max_value = 255 if bit_depth == 8 else _MAX_VALUE_16
+    image = np.rint(display * max_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+    logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, ctr)
+    return Phantom(
+        image=image,
+        mask=mask,
+        body=body,
+        heart=heart,
+        findings=findings,
+        sex=sex,
+        age_years=age_years,
+        cardiothoracic_ratio=ctr,
+    )
+
+
+def _film_curve(x: np.ndarray | float, knee: float = 0.7) -> np.ndarray | float:
+    """Identity below ``knee``, then a tanh shoulder: compresses highlights like film does."""
+    span = 1.0 - knee
+    return np.where(x <= knee, x, knee + span * np.tanh((x - knee) * (1.0 / span)))
+
+
+def _check_int(name: str, value: object, low: int, high: int | None) -> int:
+    """Validates an integer argument (bools rejected) and returns it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _stream(seed: int, stream: int) -> np.random.Generator:
+    """Returns the independent generator number ``stream`` for ``seed``."""
+    return np.random.default_rng([seed, stream])
