@@ -1,4 +1,4 @@
-"""The phantom's anatomy: body frame, body outline, lungs, heart, bones and lung markings."""
+"""The phantom's soft-tissue anatomy: body outline, lungs, heart, trachea, stomach gas and lung markings."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.demo.fields import smooth_1d, smooth_2d
+from pipelines.demo.fields import SmoothCurve, SmoothField
+from pipelines.demo.frame import FLOAT, BodyFrame, Patch, Window, evaluate, relative, row_chunks, side_windows
+
+# atan(t) ~ t * P(t^2) on [0, 1], least-squares fit weighted towards minimax: max error 3e-7 rad in float32.
+_ATAN_COEFFICIENTS = (
+    0.9999961116041614,
+    -0.3331736811715629,
+    0.19807815691519065,
+    -0.132333417052001,
+    0.07962365590895833,
+    -0.03360420120406547,
+    0.006811785775463028,
+)
 
 _NORMAL_CTR_RANGE = (0.36, 0.43)
 _ENLARGED_CTR_RANGE = (0.55, 0.63)
-
-_FLOAT = np.float32
 
 
 @dataclass(frozen=True)
@@ -30,34 +40,41 @@ class LungGeometry:
     full_medial_t: float  # same for the mediastinal border
 
 
-@dataclass(frozen=True)
-class BodyFrame:
-    """Per-pixel body-frame coordinates: x is signed distance from the midline, y runs head->feet.
+@dataclass
+class Lung:
+    """One drawn lung, over the window that holds it.
 
-    Both are fractions of the image width/height, divided by the patient's scale and rotated by
-    the patient's tilt, so anatomy is described once and positioned per seed.
+    Attributes:
+        window: The pixels the lung can reach; everything outside is not lung.
+        shape: Window-sized bool lung shape inside the body, before the heart is carved out.
+        air: Window-sized float32 air thickness in [0, 1], zero outside ``shape``.
+        mask: Window-sized bool lung mask (``shape`` minus the heart), set by the renderer.
     """
 
-    x: np.ndarray  # (H, W) float32
-    y: np.ndarray  # (H, W) float32
-    px_per_unit: float  # pixels per body-frame unit, along the image width
+    window: Window
+    shape: np.ndarray
+    air: np.ndarray
+    mask: np.ndarray
 
 
-def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
-    """Builds body-frame coordinates with a random patient position, size and tilt."""
-    center_x = 0.5 + rng.uniform(-0.03, 0.03)
-    shift_y = rng.uniform(-0.03, 0.025)
-    scale = rng.uniform(0.92, 1.04)
-    tilt = math.radians(rng.uniform(-4.0, 4.0))
-    cos_t, sin_t = math.cos(tilt) / scale, math.sin(tilt) / scale
-    col = ((np.arange(width, dtype=np.float64) + 0.5) / width - center_x)[None, :]
-    row = ((np.arange(height, dtype=np.float64) + 0.5) / height - 0.5)[:, None]
-    x = (col * cos_t + row * sin_t).astype(_FLOAT)
-    y = (0.5 + shift_y + row * cos_t - col * sin_t).astype(_FLOAT)
-    return BodyFrame(x=x, y=y, px_per_unit=width * scale)
+@dataclass(frozen=True)
+class Heart:
+    """The drawn heart.
+
+    Attributes:
+        mask: (H, W) bool silhouette.
+        window: The pixels the silhouette can reach.
+        depth: Window-sized float32 thickness in [0, 1].
+        ctr: Cardiothoracic ratio measured on the drawn masks.
+    """
+
+    mask: np.ndarray
+    window: Window
+    depth: np.ndarray
+    ctr: float
 
 
-def draw_body(rng: np.random.Generator, fx: np.ndarray, fy: np.ndarray, thorax_half: float) -> tuple[np.ndarray, np.ndarray]:
+def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) -> tuple[np.ndarray, np.ndarray]:
     """Draws torso, sloping shoulders, neck and the upper arms.
 
     Returns:
@@ -71,23 +88,61 @@ def draw_body(rng: np.random.Generator, fx: np.ndarray, fy: np.ndarray, thorax_h
     shoulder_half = thorax_half + rng.uniform(0.13, 0.17)
     arm_half = rng.uniform(0.05, 0.065)
     arm_drift = rng.uniform(0.0, 0.04)
-    ax = np.abs(fx)
+    body = np.zeros(frame.shape, dtype=bool)
+    depth = np.zeros(frame.shape, dtype=FLOAT)
 
-    torso_r = (ax / torso_half) ** torso_exp + (np.abs(fy - 0.66) / 0.6) ** torso_exp
-    # Shoulder girdle: everything below a line sloping down from the neck, out to the shoulder tip.
-    shoulder_top = neck_base + shoulder_slope * np.clip(ax - neck_half, 0.0, None)
-    shoulder_in = np.clip((fy - shoulder_top) / 0.06, 0.0, 1.0) * np.clip((shoulder_half - ax) / 0.05, 0.0, 1.0)
-    shoulder_in *= np.clip((0.42 - fy) / 0.1, 0.0, 1.0)
-    tip_y = neck_base + shoulder_slope * (shoulder_half - neck_half)
+    # Each part is drawn in the window where it can be non-zero and merged with max/or, which
+    # do not mind a pixel drawn twice.
+    for chunk in row_chunks(frame.window((-torso_half, torso_half), (0.06, 1.26))):
+        fx, fy = frame.x[chunk], frame.y[chunk]
+        torso_r = _power(np.abs(fx) / torso_half, torso_exp)
+        torso_r += _power(np.abs(fy - 0.66) / 0.6, torso_exp)
+        np.less_equal(torso_r, 1.0, out=body[chunk])
+        np.clip(1.0 - torso_r, 0.0, 1.0, out=depth[chunk])
+
+    # Shoulder girdle: everything below a line sloping down from the neck, out to the shoulder tip
+    # (which lies below the neck's base).
+    for chunk in row_chunks(frame.window((-shoulder_half, shoulder_half), (neck_base, 0.42))):
+        fx, fy = frame.x[chunk], frame.y[chunk]
+        ax = np.abs(fx)
+        shoulder_top = neck_base + shoulder_slope * np.clip(ax - neck_half, 0.0, None)
+        shoulder_in = np.clip((fy - shoulder_top) / 0.06, 0.0, 1.0) * np.clip((shoulder_half - ax) / 0.05, 0.0, 1.0)
+        shoulder_in *= np.clip((0.42 - fy) / 0.1, 0.0, 1.0)
+        np.maximum(depth[chunk], 0.7 * shoulder_in, out=depth[chunk])
+        body[chunk] |= shoulder_in > 0.0
+
     # Upper arm: a band hanging from a rounded deltoid cap at the shoulder tip.
+    tip_y = neck_base + shoulder_slope * (shoulder_half - neck_half)
     cap_y = tip_y + 0.5 * arm_half
-    arm_center = shoulder_half - arm_half + arm_drift * np.clip(fy - cap_y, 0.0, None)
-    above_cap = np.clip(cap_y - fy, 0.0, None)
-    arm_in = np.clip(1.0 - (np.square(ax - arm_center) + np.square(above_cap)) * (1.0 / arm_half**2), 0.0, 1.0)
-    neck_in = np.clip(1.0 - np.square(fx / neck_half), 0.0, 1.0) * (fy <= 0.3)
-    depth = np.maximum(np.maximum(np.clip(1.0 - torso_r, 0.0, 1.0), 0.7 * shoulder_in), np.maximum(0.35 * arm_in, 0.5 * neck_in))
-    body = (torso_r <= 1.0) | (shoulder_in > 0.0) | (arm_in > 0.0) | (neck_in > 0.0)
-    return body, depth.astype(_FLOAT)
+    # The arm drifts outwards as it hangs, at most down to the bottom of the image.
+    reach = shoulder_half + arm_drift * max(0.0, frame.y_extent[1] - cap_y)
+    for win in side_windows(frame, (shoulder_half - 2 * arm_half, reach), (cap_y - arm_half, math.inf)):
+        for chunk in row_chunks(win):
+            fx, fy = frame.x[chunk], frame.y[chunk]
+            arm_center = shoulder_half - arm_half + arm_drift * np.clip(fy - cap_y, 0.0, None)
+            above_cap = np.clip(cap_y - fy, 0.0, None)
+            distance2 = np.square(np.abs(fx) - arm_center) + np.square(above_cap)
+            arm_in = np.clip(1.0 - distance2 * (1.0 / arm_half**2), 0.0, 1.0)
+            np.maximum(depth[chunk], 0.35 * arm_in, out=depth[chunk])
+            body[chunk] |= arm_in > 0.0
+
+    for chunk in row_chunks(frame.window((-neck_half, neck_half), (-math.inf, 0.3))):
+        fx, fy = frame.x[chunk], frame.y[chunk]
+        neck_in = np.clip(1.0 - np.square(fx / neck_half), 0.0, 1.0) * (fy <= 0.3)
+        np.maximum(depth[chunk], 0.5 * neck_in, out=depth[chunk])
+        body[chunk] |= neck_in > 0.0
+    return body, depth
+
+
+def _power(base: np.ndarray, exponent: float) -> np.ndarray:
+    """``base ** exponent`` for non-negative float32 ``base``, as exp(exponent * log(base)).
+
+    numpy's float32 power is a scalar loop; its exp and log are vectorised, three times faster together.
+    """
+    with np.errstate(divide="ignore"):
+        out = np.log(base)
+    out *= exponent
+    return np.exp(out, out=out)
 
 
 def lung_geometries(rng: np.random.Generator, thorax_half: float) -> tuple[LungGeometry, LungGeometry]:
@@ -127,51 +182,60 @@ def _diaphragm(geo: LungGeometry, distance: np.ndarray) -> np.ndarray:
     return geo.base_y - geo.dome * np.sqrt(4.0 * q * (1.0 - q))
 
 
-def draw_lung(
-    geo: LungGeometry, distance: np.ndarray, fy: np.ndarray, medial_bump: np.ndarray | float
-) -> tuple[np.ndarray, np.ndarray]:
+def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: SmoothCurve, aortic_knob: float | None) -> Lung:
     """Draws one lung.
 
     Args:
         geo: Lung shape parameters.
-        distance: (H, W) distance from the midline towards this lung's side (negative across it).
-        fy: (H, W) body-frame height.
-        medial_bump: Extra medial border offset (aortic knob), scalar or (H, W).
+        frame: The body frame.
+        body: (H, W) bool body outline; the lung is clipped to it.
+        wobble: Smooth offset of the lung's distance from the midline, a function of height.
+        aortic_knob: Height of the aortic knob bulging into the medial border, or None for no knob.
 
     Returns:
-        (shape, air): (H, W) bool lung shape before the heart is carved out, and (H, W) float32
-        relative air thickness in [0, 1].
+        The lung (its mask still equal to its shape).
     """
-    t = (fy - geo.apex_y) * (1.0 / (geo.base_y - geo.apex_y))
-    # Lungs keep widening slightly down to the base, which is their widest part.
-    widening = 0.96 + 0.04 * np.clip(t, 0.0, 1.0)
-    lateral = geo.apex_d + (geo.lateral - geo.apex_d) * _quarter_ellipse(t, geo.full_lateral_t) * widening
-    medial = geo.apex_d - (geo.apex_d - geo.medial) * _quarter_ellipse(t, geo.full_medial_t) + medial_bump
-    floor = _diaphragm(geo, distance)
-    shape = (t >= 0.0) & (distance >= medial) & (distance <= lateral) & (fy <= floor)
-    half_width = np.maximum((lateral - medial) * 0.5, 1e-6)
-    across = np.sqrt(np.clip((distance - medial) * (lateral - distance), 0.0, None)) / half_width
-    vertical = np.sqrt(np.clip((floor - fy) * 20.0, 0.0, 1.0) * np.clip(t * 12.0, 0.0, 1.0))
-    air = (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
-    return shape, air.astype(_FLOAT)
+    # The lung lies between its apex and base, and its borders between the medial and lateral
+    # distances (shifted by the wobble at most by the wobble's bound).
+    slack = wobble.bound
+    near, far = geo.medial - slack, geo.lateral + slack
+    x_range = (near, far) if geo.side > 0 else (-far, -near)
+    win = frame.window(x_range, (geo.apex_y, geo.base_y))
+    shape = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=bool)
+    air = np.empty(shape.shape, dtype=FLOAT)
+    for chunk in row_chunks(win):
+        fx, fy = frame.x[chunk], frame.y[chunk]
+        distance = geo.side * fx + wobble(fy)
+        medial_bump = aortic_knob * np.exp(-np.square((fy - 0.29) / 0.035)) if aortic_knob is not None else 0.0
+        t = (fy - geo.apex_y) * (1.0 / (geo.base_y - geo.apex_y))
+        # Lungs keep widening slightly down to the base, which is their widest part.
+        widening = 0.96 + 0.04 * np.clip(t, 0.0, 1.0)
+        lateral = geo.apex_d + (geo.lateral - geo.apex_d) * _quarter_ellipse(t, geo.full_lateral_t) * widening
+        medial = geo.apex_d - (geo.apex_d - geo.medial) * _quarter_ellipse(t, geo.full_medial_t) + medial_bump
+        floor = _diaphragm(geo, distance)
+        inside = (t >= 0.0) & (distance >= medial) & (distance <= lateral) & (fy <= floor)
+        inside &= body[chunk]
+        half_width = np.maximum((lateral - medial) * 0.5, 1e-6)
+        across = np.sqrt(np.clip((distance - medial) * (lateral - distance), 0.0, None)) / half_width
+        vertical = np.sqrt(np.clip((floor - fy) * 20.0, 0.0, 1.0) * np.clip(t * 12.0, 0.0, 1.0))
+        thickness = (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
+        part = relative(chunk, win)
+        shape[part] = inside
+        air[part] = thickness * inside
+    return Lung(window=win, shape=shape, air=air, mask=shape)
 
 
 def draw_heart(
     rng: np.random.Generator,
-    fx: np.ndarray,
-    fy: np.ndarray,
+    frame: BodyFrame,
     lungs: tuple[LungGeometry, LungGeometry],
     thorax_width_px: int,
-    px_per_unit: float,
     enlarged: bool,
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> Heart:
     """Draws the heart as a tilted ellipse resting on the diaphragm, right of the image centre.
 
     The target cardiothoracic ratio is drawn from the normal or the enlarged range, then the
     ellipse is rescaled until the ratio measured on the drawn mask matches it.
-
-    Returns:
-        (heart, depth, ctr): (H, W) bool mask, (H, W) float32 thickness in [0, 1], measured ratio.
     """
     u_ctr = rng.random()
     low, high = _ENLARGED_CTR_RANGE if enlarged else _NORMAL_CTR_RANGE
@@ -185,22 +249,30 @@ def draw_heart(
     cos_a, sin_a = math.cos(angle), math.sin(angle)
     width_factor = math.hypot(cos_a, aspect * sin_a)
     height_factor = math.hypot(sin_a, aspect * cos_a)
-    half_width = target * thorax_width_px / px_per_unit / 2.0
+    half_width = target * thorax_width_px / frame.px_per_unit / 2.0
     # Pixel quantisation and the patient tilt make the measured width drift from the analytic
     # one by a pixel or two, so the ellipse is rescaled a few times and the best drawing kept.
     # On tiny images one pixel is several percent of the ratio: drawings on the wrong side of
     # the normal (< 0.45) / enlarged (> 0.5) boundary are then only a last resort.
-    best: tuple[tuple[bool, float], np.ndarray, np.ndarray, float] | None = None
+    best: tuple[tuple[bool, float], Window, np.ndarray, np.ndarray, float] | None = None
     for _ in range(8):
         long_axis = half_width / width_factor
         short_axis = long_axis * aspect
         center_x = half_width * offset_fraction
         center_y = floor_y - rest_fraction * long_axis * height_factor
-        dx, dy = fx - center_x, fy - center_y
-        radius2 = np.square((dx * cos_a + dy * sin_a) * (1.0 / long_axis)) + np.square(
-            (dy * cos_a - dx * sin_a) * (1.0 / short_axis)
-        )
-        heart = (radius2 <= 1.0) & (fy <= floor_y)
+        # The tilted ellipse's half extents along x and y bound its window.
+        extent_x = math.hypot(long_axis * cos_a, short_axis * sin_a)
+        extent_y = math.hypot(long_axis * sin_a, short_axis * cos_a)
+        win = frame.window((center_x - extent_x, center_x + extent_x), (center_y - extent_y, floor_y))
+        radius2 = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=FLOAT)
+        heart = np.empty(radius2.shape, dtype=bool)
+        for chunk in row_chunks(win):
+            dx, dy = frame.x[chunk] - center_x, frame.y[chunk] - center_y
+            part = relative(chunk, win)
+            radius2[part] = np.square((dx * cos_a + dy * sin_a) * (1.0 / long_axis)) + np.square(
+                (dy * cos_a - dx * sin_a) * (1.0 / short_axis)
+            )
+            heart[part] = (radius2[part] <= 1.0) & (frame.y[chunk] <= floor_y)
         cols = np.flatnonzero(heart.any(axis=0))
         if cols.size == 0:
             raise ValueError("image too small to draw the heart")
@@ -208,141 +280,119 @@ def draw_heart(
         wrong_side = not (ctr > 0.5 if enlarged else ctr < 0.45)
         score = (wrong_side, abs(ctr - target))
         if best is None or score < best[0]:
-            best = (score, heart, radius2, ctr)
+            best = (score, win, heart, radius2, ctr)
         if not wrong_side and abs(ctr - target) < 0.004:
             break
         half_width *= target / ctr if abs(ctr - target) > 1e-9 else 1.0
     assert best is not None
-    _, heart, radius2, ctr = best
+    _, win, heart, radius2, ctr = best
+    mask = np.zeros(frame.shape, dtype=bool)
+    mask[win] = heart
     depth = np.sqrt(np.clip(1.0 - radius2, 0.0, 1.0)) * heart
-    return heart, depth, float(ctr)
+    return Heart(mask=mask, window=win, depth=depth, ctr=float(ctr))
 
 
 def lung_markings(
-    rng: np.random.Generator,
-    fx: np.ndarray,
-    fy: np.ndarray,
-    lungs: tuple[LungGeometry, LungGeometry],
-    lung_masks: list[np.ndarray],
+    rng: np.random.Generator, frame: BodyFrame, lungs: tuple[LungGeometry, LungGeometry], drawn: list[Lung]
+) -> list[Patch]:
+    """Hilar shadows and branching vessel-like streaks that fade towards the lung periphery, one patch per lung."""
+    bend = SmoothField(rng, frame.shape, (7, 7))
+    mottle = SmoothField(rng, frame.shape, (20, 20))
+    patches = []
+    for geo, lung in zip(lungs, drawn, strict=True):
+        streak_curve = SmoothCurve(rng, cells=110, amplitude=1.0)
+        values = np.empty(lung.mask.shape, dtype=FLOAT)
+        for chunk in row_chunks(lung.window):
+            values[relative(chunk, lung.window)] = _markings(frame, chunk, geo, lung, streak_curve, bend, mottle)
+        patches.append((lung.window, values))
+    return patches
+
+
+def _markings(
+    frame: BodyFrame,
+    chunk: Window,
+    geo: LungGeometry,
+    lung: Lung,
+    streak_curve: SmoothCurve,
+    bend: SmoothField,
+    mottle: SmoothField,
 ) -> np.ndarray:
-    """Hilar shadows and branching vessel-like streaks that fade towards the lung periphery."""
-    out = np.zeros(fx.shape, dtype=_FLOAT)
-    bend = smooth_2d(rng, fx.shape, (7, 7))
-    mottle = smooth_2d(rng, fx.shape, (20, 20))
-    for geo, lung in zip(lungs, lung_masks, strict=True):
-        hilum_d = geo.medial + 0.025
-        hilum_y = geo.apex_y + 0.45 * (geo.base_y - geo.apex_y)
-        ddx, ddy = geo.side * fx - hilum_d, fy - hilum_y
-        radius = np.sqrt(np.square(ddx) + np.square(ddy))
-        # Bending the angle with a smooth field turns straight spokes into curving vessels.
-        angle = np.arctan2(ddy, ddx) + 0.2 * bend
-        # Capped so a rare large knot does not become a bone-bright vessel.
-        streaks = np.clip(smooth_1d(rng, angle * (1.0 / (2 * np.pi)) + 0.5, cells=110, amplitude=1.0), 0.0, 1.2)
-        # Streaks start outside the hilar shadow, where converging spokes would look artificial.
-        fade = np.clip((radius - 0.02) * 15.0, 0.0, 1.0) * np.exp(radius * (-1.0 / 0.14))
-        hilum = np.exp(-np.square(ddx * (1.0 / 0.035)) - np.square(ddy * (1.0 / 0.07)))
-        texture = (0.08 * streaks * streaks) * fade * np.clip(0.3 + 0.7 * mottle, 0.0, None) + 0.08 * hilum
-        out += lung * (texture + 0.012 * mottle)
-    return out
+    """The lung markings of one lung over a chunk of its window."""
+    hilum_d = geo.medial + 0.025
+    hilum_y = geo.apex_y + 0.45 * (geo.base_y - geo.apex_y)
+    ddx, ddy = geo.side * frame.x[chunk] - hilum_d, frame.y[chunk] - hilum_y
+    radius = np.sqrt(np.square(ddx) + np.square(ddy))
+    # Bending the angle with a smooth field turns straight spokes into curving vessels.
+    angle = _arctan2(ddy, ddx) + 0.2 * bend.window(*chunk)
+    # Capped so a rare large knot does not become a bone-bright vessel.
+    streaks = np.clip(streak_curve(angle * (1.0 / (2 * np.pi)) + 0.5), 0.0, 1.2)
+    # Streaks start outside the hilar shadow, where converging spokes would look artificial.
+    fade = np.clip((radius - 0.02) * 15.0, 0.0, 1.0) * np.exp(radius * (-1.0 / 0.14))
+    hilum = np.exp(-np.square(ddx * (1.0 / 0.035)) - np.square(ddy * (1.0 / 0.07)))
+    lung_mottle = mottle.window(*chunk)
+    texture = (0.08 * streaks * streaks) * fade * np.clip(0.3 + 0.7 * lung_mottle, 0.0, None) + 0.08 * hilum
+    return lung.mask[relative(chunk, lung.window)] * (texture + 0.012 * lung_mottle)
 
 
-def draw_bones(
-    rng: np.random.Generator,
-    fx: np.ndarray,
-    fy: np.ndarray,
-    thorax_half: float,
-    lungs: tuple[LungGeometry, LungGeometry],
-    age_years: int,
-) -> np.ndarray:
-    """Spine, posterior and anterior ribs, clavicles and humeral heads as additive attenuation."""
-    density = 1.0 - 0.004 * max(0, age_years - 40)
-    ax = np.abs(fx)
-    out = np.zeros(fx.shape, dtype=_FLOAT)
-
-    spine_half = rng.uniform(0.03, 0.04)
-    spine_period = rng.uniform(0.045, 0.055)
-    spine_phase = rng.uniform(0.0, 1.0)
-    spine_profile = np.sqrt(np.clip(1.0 - np.square(fx * (1.0 / spine_half)), 0.0, None))
-    vertebrae = np.square(np.cos((2 * np.pi / spine_period) * fy + 2 * np.pi * spine_phase))
-    out += spine_profile * (0.08 + 0.05 * vertebrae)
-
-    apex = min(lungs[0].apex_y, lungs[1].apex_y)
-    base = max(lungs[0].base_y, lungs[1].base_y)
-    rib_count = 10
-    rib_top = apex - 0.02
-    spacing = (base + 0.02 - rib_top) / rib_count
-    rib_half = spacing * rng.uniform(0.2, 0.25)
-    rise = rng.uniform(0.2, 0.3)
-    droop = rng.uniform(1.3, 1.8)
-    cage = thorax_half + 0.02
-    d = np.clip(ax - 0.02, 0.0, None)
-    d_rel = np.square(np.square(d * (1.0 / cage)))
-    # Posterior ribs leave the spine going slightly up, arch, then droop at the lateral wall.
-    posterior = (fy - rib_top - (droop * np.square(d) - rise * d + 0.04 * d_rel * d_rel)) * (1.0 / spacing)
-    frac = posterior - np.floor(posterior) - 0.5
-    bone = np.sqrt(np.clip(1.0 - np.square(frac * (spacing / rib_half)), 0.0, None))
-    # Cortical rims make ribs read as tubes rather than bands.
-    rim = np.clip(np.abs(frac) * (spacing / rib_half) * 1.6 - 0.6, 0.0, 1.0) * (bone > 0)
-    inside = (posterior >= 0.0) & (posterior < rib_count) & (ax <= cage) & (ax >= 0.015)
-    edge_fade = np.clip((cage - ax) * 50.0, 0.0, 1.0)
-    out += (0.07 * bone + 0.05 * rim) * (inside * edge_fade)
-
-    # Anterior ribs are fainter, run obliquely down towards the sternum, and their cartilage
-    # (medial part) is invisible.
-    anterior = (fy - apex - 0.05 - 0.5 * (cage - ax)) * (1.0 / spacing)
-    frac_a = anterior - np.floor(anterior) - 0.5
-    bone_a = np.sqrt(np.clip(1.0 - np.square(frac_a * (spacing / (0.8 * rib_half))), 0.0, None))
-    inside_a = (anterior >= 0.0) & (anterior < 6) & (ax <= cage)
-    out += 0.045 * bone_a * (inside_a * np.clip((ax - 0.1) * 16.0, 0.0, 1.0) * edge_fade)
-
-    # Clavicles: S-shaped bars from the sternal notch up and out towards the shoulders.
-    notch_y = apex + rng.uniform(-0.01, 0.02)
-    clav_len = thorax_half * rng.uniform(0.9, 1.05)
-    s = np.clip((ax - 0.03) * (1.0 / clav_len), 0.0, 1.0)
-    clav_center = notch_y - 0.07 * s + 0.012 * np.sin((2 * np.pi) * s)
-    clav_half = rng.uniform(0.011, 0.014) * (1.0 + 0.4 * s)
-    clav = np.sqrt(np.clip(1.0 - np.square((fy - clav_center) / clav_half), 0.0, None))
-    out += 0.16 * clav * ((ax >= 0.03) & (ax <= 0.03 + clav_len))
-
-    # Humeral heads with the shafts going down.
-    humerus_x = thorax_half + rng.uniform(0.1, 0.13)
-    humerus_y = apex + rng.uniform(0.01, 0.04)
-    humerus_r = rng.uniform(0.045, 0.06)
-    head = 1.0 - (np.square(ax - humerus_x) + np.square(fy - humerus_y)) * (1.0 / humerus_r**2)
-    shaft = (1.0 - np.square((ax - humerus_x - 0.01) * (1.0 / (0.55 * humerus_r)))) * (
-        np.clip((humerus_y + 0.2 - fy) * 10.0, 0.0, 1.0) * (fy > humerus_y)
-    )
-    out += 0.2 * np.sqrt(np.clip(np.maximum(head, shaft), 0.0, None))
-    return out * density
+def _arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.arctan2`` of float32 arrays to within 3e-7 rad, from a polynomial: numpy's is a slow scalar loop."""
+    ax, ay = np.abs(x), np.abs(y)
+    steep = ay > ax
+    low, high = np.minimum(ax, ay), np.maximum(ax, ay)
+    # 0/0 where x = y = 0: arctan2 gives 0 there, as the polynomial does from t = 0.
+    t = np.divide(low, high, out=np.zeros_like(low), where=high > 0)
+    square = t * t
+    angle = np.full_like(t, _ATAN_COEFFICIENTS[-1])
+    for coefficient in _ATAN_COEFFICIENTS[-2::-1]:
+        angle *= square
+        angle += coefficient
+    angle *= t
+    # Fold the octant back: atan(y/x) = pi/2 - atan(x/y) above the diagonal, pi - a left of the axis.
+    angle = np.where(steep, np.float32(np.pi / 2) - angle, angle)
+    angle = np.where(x < 0, np.float32(np.pi) - angle, angle)
+    return np.copysign(angle, y)
 
 
-def draw_gastric_bubble(rng: np.random.Generator, fx: np.ndarray, fy: np.ndarray, left_lung: LungGeometry) -> np.ndarray:
-    """Stomach gas under the left hemidiaphragm (image right): (H, W) float32 attenuation deficit."""
+def draw_gastric_bubble(rng: np.random.Generator, frame: BodyFrame, left_lung: LungGeometry) -> Patch:
+    """Stomach gas under the left hemidiaphragm (image right): float32 attenuation deficit."""
     center_x = left_lung.medial + rng.uniform(0.35, 0.55) * (left_lung.lateral - left_lung.medial)
     top = left_lung.base_y - left_lung.dome + rng.uniform(0.02, 0.035)
     half_x, half_y = rng.uniform(0.045, 0.07), rng.uniform(0.025, 0.04)
     strength = rng.uniform(0.06, 0.14)
+    win = frame.window((center_x - half_x, center_x + half_x), (top, top + 1.2 * half_y))
+    fx, fy = frame.x[win], frame.y[win]
     r2 = np.square((fx - center_x) * (1.0 / half_x)) + np.square((fy - top - half_y) * (1.0 / half_y))
     # Gas rises: flat fluid level at the bottom of the bubble.
-    return strength * np.sqrt(np.clip(1.0 - r2, 0.0, None)) * (fy <= top + 1.2 * half_y)
+    return win, strength * np.sqrt(np.clip(1.0 - r2, 0.0, None)) * (fy <= top + 1.2 * half_y)
 
 
-def draw_trachea(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+def draw_trachea(frame: BodyFrame) -> Patch:
     """Dark air column of the trachea down to the carina."""
+    win = frame.window((-0.013, 0.013), (-math.inf, 0.33))
+    fx, fy = frame.x[win], frame.y[win]
     profile = np.sqrt(np.clip(1.0 - np.square(fx * (1.0 / 0.013)), 0.0, None))
-    return -0.08 * profile * np.clip((0.33 - fy) * 33.0, 0.0, 1.0)
+    return win, -0.08 * profile * np.clip((0.33 - fy) * 33.0, 0.0, 1.0)
 
 
-def breast_shadows(
+def draw_breasts(
     rng: np.random.Generator,
-    fx: np.ndarray,
-    fy: np.ndarray,
+    frame: BodyFrame,
     thorax_half: float,
     lungs: tuple[LungGeometry, LungGeometry],
-) -> np.ndarray:
-    """Soft-tissue density over the lower lateral lung fields (female phantoms)."""
+    body: np.ndarray,
+) -> list[Patch]:
+    """Soft-tissue density over the lower lateral lung fields, inside the body (female phantoms)."""
     center_y = min(lungs[0].base_y, lungs[1].base_y) - rng.uniform(0.02, 0.06)
     center_x = thorax_half * rng.uniform(0.55, 0.7)
     radius = rng.uniform(0.12, 0.16)
-    r2 = (np.square(np.abs(fx) - center_x) + np.square((fy - center_y) * 1.2)) * (1.0 / radius**2)
-    return 0.07 * np.sqrt(np.clip(1.0 - r2, 0.0, None))
+    patches = []
+    y_range = (center_y - radius / 1.2, center_y + radius / 1.2)
+
+    def breast(chunk: Window) -> np.ndarray:
+        fx, fy = frame.x[chunk], frame.y[chunk]
+        r2 = (np.square(np.abs(fx) - center_x) + np.square((fy - center_y) * 1.2)) * (1.0 / radius**2)
+        return 0.07 * np.sqrt(np.clip(1.0 - r2, 0.0, None)) * body[chunk]
+
+    for win in side_windows(frame, (max(0.0, center_x - radius), center_x + radius), y_range):
+        patches.append((win, evaluate(win, breast)))
+    return patches

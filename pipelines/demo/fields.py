@@ -2,35 +2,99 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+from scipy import ndimage
 
-_FLOAT = np.float32
+FLOAT = np.float32
+
+# Where a SmoothCurve is tabulated; it is interpolated linearly in between.
+_CURVE_GRID = np.linspace(-1.0, 2.0, 3 * 256)
+
+# Output rows (or columns) per matrix product of the banded blur: small enough that the band's zeros cost
+# little, large enough that each product is an efficient BLAS call.
+_BLUR_BLOCK = 64
 
 
-def smooth_1d(rng: np.random.Generator, t: np.ndarray, cells: int, amplitude: float) -> np.ndarray:
-    """Smooth random function evaluated at ``t`` (any shape; ~``cells`` bumps over [0, 1]).
+class SmoothCurve:
+    """A smooth random function of one variable with about ``cells`` bumps over [0, 1].
 
-    Returns:
-        float32 array shaped like ``t``, roughly N(0, amplitude^2).
+    Its knots are drawn when it is made, so it can be evaluated later, on any part of the image.
+    Values are roughly N(0, amplitude^2); outside [-1, 2] the curve is constant.
     """
-    knots = rng.standard_normal(cells + 4)
-    grid = np.linspace(-1.0, 2.0, 3 * 256)
-    weights = _gaussian_weights(grid, cells)
-    values = (weights @ knots) / np.sqrt(np.square(weights).sum(axis=1))
-    return (amplitude * np.interp(t, grid, values)).astype(_FLOAT)
+
+    def __init__(self, rng: np.random.Generator, cells: int, amplitude: float) -> None:
+        knots = rng.standard_normal(cells + 4)
+        weights = _curve_weights(cells)
+        values = amplitude * ((weights @ knots) / np.sqrt(np.square(weights).sum(axis=1)))
+        self._values = values.astype(FLOAT)
+        self._steps = np.diff(values).astype(FLOAT)
+
+    @property
+    def bound(self) -> float:
+        """The largest absolute value the curve takes."""
+        return float(np.abs(self._values).max())
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        """Evaluates the curve: float32 array shaped like ``t``.
+
+        Linear interpolation between the grid values, as ``np.interp`` does; the grid is uniform, so each
+        position's interval is computed rather than searched for (several times faster).
+        """
+        last = _CURVE_GRID.size - 1
+        position = t + FLOAT(1.0)
+        position *= FLOAT(last / 3.0)
+        np.clip(position, 0.0, last, out=position)
+        start = np.floor(position)
+        np.minimum(start, last - 1, out=start)
+        index = start.astype(np.intp)
+        position -= start
+        position *= self._steps[index]
+        position += self._values[index]
+        return position
 
 
-def smooth_2d(rng: np.random.Generator, shape: tuple[int, ...], cells: tuple[int, int]) -> np.ndarray:
-    """Smooth random float32 field of ``shape`` with about ``cells`` bumps per axis, unit variance."""
-    knots = rng.standard_normal((cells[0] + 4, cells[1] + 4))
-    rows = _gaussian_weights((np.arange(shape[0]) + 0.5) / shape[0], cells[0])
-    cols = _gaussian_weights((np.arange(shape[1]) + 0.5) / shape[1], cells[1])
-    rows /= rows.sum(axis=1, keepdims=True)
-    cols /= cols.sum(axis=1, keepdims=True)
-    field = rows @ knots @ cols.T
-    return (field / max(float(field.std()), 1e-12)).astype(_FLOAT)
+class SmoothField:
+    """A smooth random float32 field over an image, unit variance, with about ``cells`` bumps per axis.
+
+    The field is separable in its construction (row weights x knots x column weights), so any window of it
+    can be evaluated alone; its variance over the whole image comes from the two factors' Gram matrices.
+    """
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> None:
+        knots = rng.standard_normal((cells[0] + 4, cells[1] + 4))
+        rows = _field_weights(shape[0], cells[0])
+        cols = _field_weights(shape[1], cells[1])
+        left = rows @ knots
+        count = shape[0] * shape[1]
+        mean = float(left.sum(axis=0) @ cols.sum(axis=0)) / count
+        mean_square = float(((left.T @ left) * (cols.T @ cols)).sum()) / count
+        std = max(math.sqrt(max(mean_square - mean * mean, 0.0)), 1e-12)
+        self._left = (left / std).astype(FLOAT)
+        self._cols_t = np.ascontiguousarray(cols.T, dtype=FLOAT)
+
+    def window(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """The field over ``rows`` x ``cols`` of the image: float32."""
+        return self._left[rows] @ self._cols_t[:, cols]
+
+
+@functools.lru_cache(maxsize=32)
+def _curve_weights(cells: int) -> np.ndarray:
+    """(grid size, cells + 4) weights of a SmoothCurve's knots at its grid points (read-only)."""
+    weights = _gaussian_weights(_CURVE_GRID, cells)
+    weights.flags.writeable = False
+    return weights
+
+
+@functools.lru_cache(maxsize=32)
+def _field_weights(size: int, cells: int) -> np.ndarray:
+    """(size, cells + 4) normalised weights of a SmoothField's knots at pixel centres (read-only)."""
+    weights = _gaussian_weights((np.arange(size) + 0.5) / size, cells)
+    weights /= weights.sum(axis=1, keepdims=True)
+    weights.flags.writeable = False
+    return weights
 
 
 def _gaussian_weights(pos: np.ndarray, cells: int) -> np.ndarray:
@@ -41,38 +105,84 @@ def _gaussian_weights(pos: np.ndarray, cells: int) -> np.ndarray:
     return np.exp(-0.5 * np.square((pos[:, None] - centers[None, :]) * (cells / 0.8)))
 
 
+@functools.lru_cache(maxsize=16)
 def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised float32 1-D Gaussian kernel with radius ceil(3 sigma)."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * np.square(x / sigma))
-    return (kernel / kernel.sum()).astype(_FLOAT)
+    """The normalised 1-D Gaussian of ``scipy.ndimage.gaussian_filter1d``, radius ceil(3 sigma), float32."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    return ndimage.gaussian_filter1d(impulse, sigma, mode="constant", radius=radius).astype(FLOAT)
+
+
+@functools.lru_cache(maxsize=16)
+def _band(sigma: float) -> np.ndarray:
+    """(block, block + 2 radius) float32 matrix: row i holds the kernel at columns i .. i + 2 radius."""
+    kernel = _gaussian_kernel(sigma)
+    band = np.zeros((_BLUR_BLOCK, _BLUR_BLOCK + kernel.size - 1), dtype=FLOAT)
+    for offset, weight in enumerate(kernel):
+        band[np.arange(_BLUR_BLOCK), np.arange(_BLUR_BLOCK) + offset] = weight
+    return band
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur with edge padding; returns a new (H, W) float32 array."""
-    out = image.astype(_FLOAT, copy=True)
+    """Gaussian blur of a (H, W) image: ``ndimage.gaussian_filter(image, sigma, mode="nearest")``, faster.
+
+    The kernel is scipy.ndimage's, truncated at ceil(3 sigma) pixels; the filter is applied as products of
+    the edge-padded image with the banded matrix of that kernel, ``_BLUR_BLOCK`` rows or columns at a
+    time. At 1024 px this takes about a quarter of ``ndimage.gaussian_filter``'s time, which converts
+    every image line to float64 and filters it in a scalar loop.
+
+    Returns:
+        A new (H, W) float32 array.
+    """
+    source = np.ascontiguousarray(image, dtype=FLOAT)
     if sigma <= 0.0:
-        return out
-    kernel = _gaussian_kernel(sigma)
-    radius = kernel.size // 2
+        return source.copy()
+    band = _band(float(sigma))
+    radius = (band.shape[1] - band.shape[0]) // 2
     for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        acc = np.zeros_like(out)
-        for k, weight in enumerate(kernel):
-            acc += weight * (padded[k : k + n, :] if axis == 0 else padded[:, k : k + n])
-        out = acc
-    return out
+        out = np.empty_like(source)
+        size = source.shape[axis]
+        for start in range(0, size, _BLUR_BLOCK):
+            stop = min(size, start + _BLUR_BLOCK)
+            low, high = start - radius, stop + radius
+            weights = band[: stop - start, : stop - start + 2 * radius]
+            if axis == 0:
+                lines = _lines(source[max(0, low) : min(size, high)], 0, max(0, -low), max(0, high - size))
+                np.matmul(weights, lines, out=out[start:stop])
+            else:
+                lines = _lines(source[:, max(0, low) : min(size, high)], 1, max(0, -low), max(0, high - size))
+                np.matmul(lines, weights.T, out=out[:, start:stop])
+        source = out
+    return source
+
+
+def _lines(block: np.ndarray, axis: int, before: int, after: int) -> np.ndarray:
+    """``block`` with its first/last line along ``axis`` repeated ``before``/``after`` times (mode "nearest").
+
+    Only the blocks at the image edges need it; the others are returned as they are.
+    """
+    if before == 0 and after == 0:
+        return block
+    return np.pad(block, [(before, after) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """White Gaussian noise blurred by a Gaussian of ``sigma`` pixels, scaled to unit standard deviation.
+
+    Returns:
+        (H, W) float32, zero mean, unit standard deviation away from the edges.
+    """
+    noise = gaussian_blur(rng.standard_normal(shape, dtype=FLOAT), sigma)
+    noise *= 1.0 / blurred_noise_std(sigma)
+    return noise
 
 
 def blurred_noise_std(sigma: float) -> float:
-    """Standard deviation of unit white noise after ``gaussian_blur(sigma)``.
+    """Standard deviation of unit white noise after ``gaussian_blur(sigma)``, away from the image edges.
 
     The 2-D kernel is the outer product of the 1-D one, so its squared norm is (sum k^2)^2.
     """
     if sigma <= 0.0:
         return 1.0
-    return float(np.square(_gaussian_kernel(sigma).astype(np.float64)).sum())
+    return float(np.square(_gaussian_kernel(float(sigma)).astype(np.float64)).sum())

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.demo.anatomy import (
-    body_frame,
-    breast_shadows,
     draw_body,
-    draw_bones,
+    draw_breasts,
     draw_gastric_bubble,
     draw_heart,
     draw_lung,
@@ -19,7 +17,9 @@ from pipelines.demo.anatomy import (
     lung_geometries,
     lung_markings,
 )
-from pipelines.demo.fields import blurred_noise_std, gaussian_blur, smooth_1d, smooth_2d
+from pipelines.demo.bones import add_bones, draw_skeleton
+from pipelines.demo.fields import SmoothCurve, SmoothField, gaussian_blur, smooth_noise
+from pipelines.demo.frame import body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ _STREAM_EFFUSION = 5
 _STREAM_OPACITY = 6
 _STREAM_TB = 7
 
-_FLOAT = np.float32
+# Where the film curve starts compressing highlights, as a fraction of the reference attenuation.
+_FILM_KNEE = 0.7
 
 
 @dataclass(frozen=True)
@@ -168,98 +169,131 @@ def render_phantom(
     if not isinstance(findings, Findings):
         raise ValueError(f"findings must be a Findings instance or None, got {type(findings).__name__}")
 
-    patient_rng = _stream(seed, _STREAM_PATIENT)
-    sex = "F" if patient_rng.random() < 0.5 else "M"
-    age_years = int(patient_rng.integers(18, 86))
+    sex, age_years = phantom_demographics(seed)
 
     anatomy_rng = _stream(seed, _STREAM_ANATOMY)
     frame = body_frame(anatomy_rng, height, width)
-    fx, fy = frame.x, frame.y
     thorax_half = float(anatomy_rng.uniform(0.31, 0.36)) * (0.96 if sex == "F" else 1.0)
-    body, body_depth = draw_body(anatomy_rng, fx, fy, thorax_half)
+    body, body_depth = draw_body(anatomy_rng, frame, thorax_half)
     lungs = lung_geometries(anatomy_rng, thorax_half)
-    bones = draw_bones(anatomy_rng, fx, fy, thorax_half, lungs, age_years)
-    breasts = breast_shadows(anatomy_rng, fx, fy, thorax_half, lungs) if sex == "F" else None
-    gastric_bubble = draw_gastric_bubble(anatomy_rng, fx, fy, lungs[1])
-    wobble = smooth_1d(anatomy_rng, fy, cells=6, amplitude=0.006)
-    aortic_knob = float(anatomy_rng.uniform(0.012, 0.025)) * np.exp(-np.square((fy - 0.29) / 0.035))
+    skeleton = draw_skeleton(anatomy_rng, thorax_half, lungs, age_years)
+    breasts = draw_breasts(anatomy_rng, frame, thorax_half, lungs, body) if sex == "F" else []
+    gastric_bubble = draw_gastric_bubble(anatomy_rng, frame, lungs[1])
+    wobble = SmoothCurve(anatomy_rng, cells=6, amplitude=0.006)
+    aortic_knob = float(anatomy_rng.uniform(0.012, 0.025))
 
-    lung_shapes: list[np.ndarray] = []
-    lung_air: list[np.ndarray] = []
-    for geo in lungs:
-        medial_bump = aortic_knob if geo.side > 0 else 0.0
-        shape, air = draw_lung(geo, geo.side * fx + wobble, fy, medial_bump)
-        shape &= body
-        lung_shapes.append(shape)
-        lung_air.append(air * shape)
-
-    thorax_cols = np.flatnonzero((lung_shapes[0] | lung_shapes[1]).any(axis=0))
+    drawn = [draw_lung(geo, frame, body, wobble, aortic_knob if geo.side > 0 else None) for geo in lungs]
+    lung_cols = [np.flatnonzero(lung.shape.any(axis=0)) + lung.window[1].start for lung in drawn]
+    thorax_cols = np.concatenate(lung_cols)
     if thorax_cols.size == 0:
         raise ValueError(f"image too small to draw lungs: {height}x{width}")
-    thorax_width_px = int(thorax_cols[-1] - thorax_cols[0] + 1)
+    thorax_width_px = int(thorax_cols.max() - thorax_cols.min() + 1)
 
-    heart, heart_depth, ctr = draw_heart(
-        _stream(seed, _STREAM_HEART), fx, fy, lungs, thorax_width_px, frame.px_per_unit, findings.cardiomegaly
-    )
-    lung_masks = [shape & ~heart for shape in lung_shapes]
+    heart = draw_heart(_stream(seed, _STREAM_HEART), frame, lungs, thorax_width_px, findings.cardiomegaly)
+    for lung in drawn:
+        lung.mask = lung.shape & ~heart.mask[lung.window]
 
     # Additive attenuation model: all structures are summed as line integrals, then displayed.
-    attenuation = np.where(body, 0.1 + 0.5 * np.sqrt(body_depth), 0.0).astype(_FLOAT)
-    for air, lung in zip(lung_air, lung_masks, strict=True):
-        attenuation -= 0.42 * air * lung
-    attenuation += 0.03 * heart_depth
-    attenuation += bones * body
-    attenuation += draw_trachea(fx, fy)
-    if breasts is not None:
-        attenuation += breasts * body
-    attenuation -= gastric_bubble
+    # Each is added over its window, in a fixed order; the body's thickness becomes its attenuation in place.
+    attenuation = body_depth
+    for chunk in row_chunks(frame.whole):
+        thickness = attenuation[chunk]
+        np.sqrt(thickness, out=thickness)
+        thickness *= 0.5
+        thickness += 0.1
+        thickness *= body[chunk]
+    for lung in drawn:
+        attenuation[lung.window] -= 0.42 * lung.air * lung.mask
+    attenuation[heart.window] += 0.03 * heart.depth
+    add_bones(frame, skeleton, body, attenuation)
+    window, values = draw_trachea(frame)
+    attenuation[window] += values
+    for window, values in breasts:
+        attenuation[window] += values
+    window, values = gastric_bubble
+    attenuation[window] -= values
     texture_rng = _stream(seed, _STREAM_TEXTURE)
-    attenuation += lung_markings(texture_rng, fx, fy, lungs, lung_masks)
+    for window, values in lung_markings(texture_rng, frame, lungs, drawn):
+        attenuation[window] += values
     # Smooth exposure variation (heel effect, scatter) so absolute intensity is not a shortcut.
-    attenuation += 0.03 * smooth_2d(texture_rng, (height, width), (3, 3))
+    exposure = SmoothField(texture_rng, (height, width), (3, 3))
+    for chunk in row_chunks(frame.whole):
+        attenuation[chunk] += 0.03 * exposure.window(*chunk)
     stride_y, stride_x = max(1, height // 128), max(1, width // 128)
     reference = float(np.percentile(attenuation[::stride_y, ::stride_x], 99.7))
 
     mask = np.zeros((height, width), dtype=np.uint8)
-    mask[lung_masks[0]] = 1
-    mask[lung_masks[1]] = 2
+    for label, lung in enumerate(drawn, start=1):
+        mask[lung.window][lung.mask] = label
 
     if findings.effusion:
-        gain, fluid = draw_effusion(_stream(seed, _STREAM_EFFUSION), fx, fy, lungs, lung_masks, lung_air)
-        attenuation += gain
-        mask[fluid] = 0
+        (window, gain), fluid = draw_effusion(_stream(seed, _STREAM_EFFUSION), frame, lungs, drawn)
+        attenuation[window] += gain
+        mask[window][fluid] = 0
     if findings.opacity:
-        attenuation += draw_opacity(_stream(seed, _STREAM_OPACITY), fx, fy, mask, frame.px_per_unit)
+        patch = draw_opacity(_stream(seed, _STREAM_OPACITY), frame, mask, drawn)
+        if patch is not None:
+            attenuation[patch[0]] += patch[1]
     if findings.tb:
-        attenuation += draw_tb(_stream(seed, _STREAM_TB), fx, fy, mask, lungs, frame.px_per_unit)
+        patch = draw_tb(_stream(seed, _STREAM_TB), frame, mask, lungs, drawn)
+        if patch is not None:
+            attenuation[patch[0]] += patch[1]
 
     pixel_scale = width / 256.0
     attenuation = gaussian_blur(attenuation, 0.6 * pixel_scale)
     noise_sigma = 0.5 * pixel_scale
-    noise = _stream(seed, _STREAM_NOISE).standard_normal((height, width), dtype=_FLOAT)
-    attenuation += (0.018 / blurred_noise_std(noise_sigma)) * gaussian_blur(noise, noise_sigma)
+    noise = smooth_noise(_stream(seed, _STREAM_NOISE), (height, width), noise_sigma)
+    noise *= 0.018
+    attenuation += noise
 
     # The anatomy's 99.7th percentile maps to white (the densest bone saturates, like a
     # windowed radiograph). It is taken before effusion/opacity/TB are drawn, so those findings
     # only ever add signal and never re-window the rest of the image.
-    display = np.clip(_film_curve(attenuation * (1.0 / reference)) * (1.0 / _film_curve(1.0)), 0.0, 1.0)
     max_value = 255 if bit_depth == 8 else _MAX_VALUE_16
-    image = np.rint(display * max_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    image = _display(attenuation, reference, max_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
-    logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, ctr)
+    logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, heart.ctr)
     return Phantom(
         image=image,
         mask=mask,
         body=body,
-        heart=heart,
+        heart=heart.mask,
         findings=findings,
         sex=sex,
         age_years=age_years,
-        cardiothoracic_ratio=ctr,
+        cardiothoracic_ratio=heart.ctr,
     )
 
 
-def _film_curve(x: np.ndarray | float, knee: float = 0.7) -> np.ndarray | float:
+def phantom_demographics(seed: int) -> tuple[str, int]:
+    """The sex ('M' or 'F') and age in years (18..85) of the phantom ``seed``, without rendering it.
+
+    Raises:
+        ValueError: For a negative or non-integer seed.
+    """
+    patient_rng = _stream(_check_int("seed", seed, 0, None), _STREAM_PATIENT)
+    sex = "F" if patient_rng.random() < 0.5 else "M"
+    return sex, int(patient_rng.integers(18, 86))
+
+
+def _display(attenuation: np.ndarray, reference: float, max_value: int) -> np.ndarray:
+    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve (in place, float32)."""
+    white = 1.0 / _film_curve(1.0)
+    for chunk in row_chunks((slice(0, attenuation.shape[0]), slice(0, attenuation.shape[1]))):
+        scaled = attenuation[chunk]
+        scaled *= 1.0 / reference
+        # The film curve is the identity below its knee: only the highlights need the tanh.
+        over = scaled > _FILM_KNEE
+        if over.any():
+            scaled[over] = _film_curve(scaled[over])
+        scaled *= white
+        np.clip(scaled, 0.0, 1.0, out=scaled)
+        scaled *= max_value
+        np.rint(scaled, out=scaled)
+    return attenuation
+
+
+def _film_curve(x: np.ndarray | float, knee: float = _FILM_KNEE) -> np.ndarray | float:
     """Identity below ``knee``, then a tanh shoulder: compresses highlights like film does."""
     span = 1.0 - knee
     return np.where(x <= knee, x, knee + span * np.tanh((x - knee) * (1.0 / span)))
