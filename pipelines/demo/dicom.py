@@ -1,18 +1,16 @@
-"""The DICOM folder of the demo archive: unlabeled DX files in three pixel encodings."""
+"""The DICOM folder of the demo archive: unlabeled DX files in three pixel encodings, planned like the other layouts."""
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from pipelines.demo.layouts import draw_phantom_seed, image_height
-from pipelines.demo.phantom import Phantom, random_findings, render_phantom
-
-logger = logging.getLogger(__name__)
+from pipelines.demo.layouts import Render, SourcePlan, Study, draw_phantom_seed, image_height
+from pipelines.demo.phantom import Phantom, random_findings
 
 _DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -21,25 +19,81 @@ _MALE_NAMES = ("DOE^JOHN", "ROE^RICHARD", "MILLER^JAMES", "NGUYEN^MINH", "OKAFOR
 _INSTITUTIONS = ("SPRINGFIELD GENERAL HOSPITAL", "MERCY CHEST CLINIC", "LAKESIDE MEDICAL CENTER")
 
 
-def write_dicom(folder: Path, n: int, size: int, seed: int, rng: np.random.Generator) -> Path:
-    """Writes unlabeled DX files cycling MONOCHROME1/12-bit, MONOCHROME2/rescaled and 8-bit."""
-    folder.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class _Fields:
+    """The random values of one file's identifying fields, drawn in a fixed order by ``_draw_fields``."""
+
+    study_year: int
+    study_month: int
+    study_day: int
+    birth_month: int
+    birth_day: int
+    view: str
+    study_time: str
+    accession: int
+    institution: int
+    institution_street: int
+    patient_name: int
+    patient_id: int
+    other_id: int
+    patient_street: int
+
+
+def _draw_fields(rng: np.random.Generator) -> _Fields:
+    """Draws a file's identifying fields (keyword arguments are evaluated, so drawn, in the order written)."""
+    return _Fields(
+        study_year=int(rng.integers(2012, 2024)),
+        study_month=int(rng.integers(1, 13)),
+        study_day=int(rng.integers(1, 29)),
+        birth_month=int(rng.integers(1, 13)),
+        birth_day=int(rng.integers(1, 29)),
+        view="PA" if rng.random() < 0.7 else "AP",
+        study_time=f"{int(rng.integers(7, 19)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}",
+        accession=int(rng.integers(0, 10**8)),
+        institution=int(rng.integers(0, len(_INSTITUTIONS))),
+        institution_street=int(rng.integers(1, 999)),
+        # Both name lists have the same length, so the draw does not depend on the patient's sex.
+        patient_name=int(rng.integers(0, len(_FEMALE_NAMES))),
+        patient_id=int(rng.integers(0, 10**7)),
+        other_id=int(rng.integers(10**8, 10**9)),
+        patient_street=int(rng.integers(1, 999)),
+    )
+
+
+@dataclass(frozen=True)
+class _DicomStudy:
+    """One DICOM file: its phantom, pixel encoding and identifying fields."""
+
+    path: Path
+    index: int
+    kind: str
+    seed: int
+    render: Render
+    fields: _Fields
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        dataset = _dicom_dataset(self.render.phantom(), self.kind, self.index, self.path.name, self.seed, self.fields)
+        dataset.save_as(self.path, enforce_file_format=True)
+
+
+def plan_dicom(folder: Path, n: int, size: int, seed: int, rng: np.random.Generator) -> SourcePlan:
+    """Plans unlabeled DX files cycling MONOCHROME1/12-bit, MONOCHROME2/rescaled and 8-bit."""
     kinds = ("monochrome1", "monochrome2_rescaled", "monochrome2_8bit")
     counts = dict.fromkeys(kinds, 0)
+    studies: list[Study] = []
     for index in range(1, n + 1):
         kind = kinds[(index - 1) % len(kinds)]
         counts[kind] += 1
-        name = f"IMG{index:04d}.dcm"
         findings = random_findings(rng, prevalence=0.4)
         height = image_height(size, 1.2) if kind != "monochrome2_8bit" else size
-        phantom = render_phantom(draw_phantom_seed(rng), size, findings, 8 if kind == "monochrome2_8bit" else 16, height=height)
-        dataset = _dicom_dataset(phantom, kind, index, name, seed, rng)
-        dataset.save_as(folder / name, enforce_file_format=True)
-    logger.info("dicom: %d files (%s) -> %s", n, ", ".join(f"{count} {kind}" for kind, count in counts.items()), folder)
-    return folder
+        render = Render(draw_phantom_seed(rng), size, findings, height, 8 if kind == "monochrome2_8bit" else 16)
+        studies.append(_DicomStudy(folder / f"IMG{index:04d}.dcm", index, kind, seed, render, _draw_fields(rng)))
+    summary = f"dicom: {n} files ({', '.join(f'{count} {kind}' for kind, count in counts.items())}) -> {folder}"
+    return SourcePlan(folder, studies, [], summary)
 
 
-def _dicom_dataset(phantom: Phantom, kind: str, index: int, name: str, seed: int, rng: np.random.Generator) -> FileDataset:
+def _dicom_dataset(phantom: Phantom, kind: str, index: int, name: str, seed: int, fields: _Fields) -> FileDataset:
     """Builds a DX (or secondary capture) dataset with fake but realistic identifying fields.
 
     Pixel encodings by ``kind``:
@@ -64,11 +118,11 @@ def _dicom_dataset(phantom: Phantom, kind: str, index: int, name: str, seed: int
     meta.ImplementationVersionName = "CXR_PIPELINE_1"
     ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
 
-    study_year = int(rng.integers(2012, 2024))
-    study_date = f"{study_year}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
-    birth_date = f"{study_year - phantom.age_years}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+    study_year = fields.study_year
+    study_date = f"{study_year}{fields.study_month:02d}{fields.study_day:02d}"
+    birth_date = f"{study_year - phantom.age_years}{fields.birth_month:02d}{fields.birth_day:02d}"
     names = _FEMALE_NAMES if phantom.sex == "F" else _MALE_NAMES
-    view = "PA" if rng.random() < 0.7 else "AP"
+    view = fields.view
     spacing = f"{430.0 / phantom.image.shape[1]:.4f}"  # a 43 cm detector across the width
 
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -78,25 +132,25 @@ def _dicom_dataset(phantom: Phantom, kind: str, index: int, name: str, seed: int
     ds.StudyDate = study_date
     ds.SeriesDate = study_date
     ds.ContentDate = study_date
-    ds.StudyTime = f"{int(rng.integers(7, 19)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}"
-    ds.AccessionNumber = f"ACC{int(rng.integers(0, 10**8)):08d}"
+    ds.StudyTime = fields.study_time
+    ds.AccessionNumber = f"ACC{fields.accession:08d}"
     ds.Modality = "DX"
     if kind == "monochrome2_8bit":
         ds.ConversionType = "WSD"
     ds.Manufacturer = "CXR-PIPELINE PHANTOM"
-    ds.InstitutionName = _INSTITUTIONS[int(rng.integers(0, len(_INSTITUTIONS)))]
-    ds.InstitutionAddress = f"{int(rng.integers(1, 999))} MAIN STREET, SPRINGFIELD"
+    ds.InstitutionName = _INSTITUTIONS[fields.institution]
+    ds.InstitutionAddress = f"{fields.institution_street} MAIN STREET, SPRINGFIELD"
     ds.ReferringPhysicianName = "HOUSE^GREGORY"
     ds.StudyDescription = f"XR CHEST {view}"
     ds.SeriesDescription = f"CHEST {view}"
     ds.OperatorsName = "TECH^ALEX"
-    ds.PatientName = names[int(rng.integers(0, len(names)))]
-    ds.PatientID = f"MRN{int(rng.integers(0, 10**7)):07d}"
+    ds.PatientName = names[fields.patient_name]
+    ds.PatientID = f"MRN{fields.patient_id:07d}"
     ds.PatientBirthDate = birth_date
     ds.PatientSex = phantom.sex
     ds.PatientAge = f"{phantom.age_years:03d}Y"
-    ds.OtherPatientIDs = f"SSN{int(rng.integers(10**8, 10**9)):09d}"
-    ds.PatientAddress = f"{int(rng.integers(1, 999))} ELM STREET, SPRINGFIELD"
+    ds.OtherPatientIDs = f"SSN{fields.other_id:09d}"
+    ds.PatientAddress = f"{fields.patient_street} ELM STREET, SPRINGFIELD"
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view
     ds.PatientOrientation = ["L", "F"]

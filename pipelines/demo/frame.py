@@ -30,17 +30,19 @@ class Coordinate:
 
     It is the sum of a per-row and a per-column term, computed for the pixels asked for: a window
     gives a new float32 array, a (row, col) pair one float32 value. Nothing image-sized is stored.
+    The sum is taken in float64 and rounded once, so every pixel's coordinates (and the masks drawn
+    from them) do not depend on how the image is cut into windows.
     """
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        self._rows = rows.astype(FLOAT)
-        self._cols = cols.astype(FLOAT)
+        self._rows = rows.astype(np.float64)
+        self._cols = cols.astype(np.float64)
 
     def __getitem__(self, key: tuple[slice, slice] | tuple[int, int]) -> np.ndarray:
         rows, cols = key
         if isinstance(rows, slice):
-            return self._rows[rows, None] + self._cols[None, cols]
-        return self._rows[rows] + self._cols[cols]
+            return np.add(self._rows[rows, None], self._cols[None, cols]).astype(FLOAT)
+        return FLOAT(self._rows[rows] + self._cols[cols])
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from pipelines.demo.anatomy import (
     draw_body,
@@ -169,6 +171,14 @@ def render_phantom(
     if not isinstance(findings, Findings):
         raise ValueError(f"findings must be a Findings instance or None, got {type(findings).__name__}")
 
+    # The matrix products (blur, smooth fields) run on one BLAS thread: how many threads share a product
+    # changes its rounding, and a phantom must be the same in every process, whatever its cores.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return _render(seed, width, height, findings, bit_depth)
+
+
+def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: int) -> Phantom:
+    """``render_phantom`` on validated arguments."""
     sex, age_years = phantom_demographics(seed)
 
     anatomy_rng = _stream(seed, _STREAM_ANATOMY)
@@ -263,6 +273,12 @@ def render_phantom(
         age_years=age_years,
         cardiothoracic_ratio=heart.ctr,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    """The controller of the BLAS libraries loaded with numpy (made once: it inspects the process)."""
+    return ThreadpoolController()
 
 
 def phantom_demographics(seed: int) -> tuple[str, int]:

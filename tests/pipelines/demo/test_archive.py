@@ -236,6 +236,14 @@ def test_archive_is_deterministic(tmp_path: Path) -> None:
     assert first != other
 
 
+def test_archive_is_the_same_whatever_the_number_of_workers(tmp_path: Path) -> None:
+    write_demo_archive(tmp_path / "one", n_per_source=4, size=48, seed=11, workers=1)
+    write_demo_archive(tmp_path / "two", n_per_source=4, size=48, seed=11, workers=2)
+    one, two = _digests(tmp_path / "one"), _digests(tmp_path / "two")
+    assert len(one) > 20
+    assert one == two
+
+
 def test_sources_use_different_phantoms(archive: tuple[Path, dict[str, Path]]) -> None:
     _, paths = archive
     digests = {
@@ -264,6 +272,8 @@ def test_refuses_non_empty_output(tmp_path: Path) -> None:
         ({"n_per_source": 2.0}, "n_per_source must be an integer"),
         ({"size": 16}, r"size must be in \[32, 8192\]"),
         ({"seed": -1}, r"seed must be in \[0, "),
+        ({"workers": 0}, r"workers must be in \[1, 256\]"),
+        ({"workers": True}, "workers must be an integer"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object], pattern: str) -> None:
