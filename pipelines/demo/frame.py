@@ -25,26 +25,6 @@ _CHUNK_PIXELS = 65536
 _MARGIN_PX = 2
 
 
-class Coordinate:
-    """One body-frame coordinate over the image, indexable like an (H, W) float32 array.
-
-    It is the sum of a per-row and a per-column term, computed for the pixels asked for: a window
-    gives a new float32 array, a (row, col) pair one float32 value. Nothing image-sized is stored.
-    The sum is taken in float64 and rounded once, so every pixel's coordinates (and the masks drawn
-    from them) do not depend on how the image is cut into windows.
-    """
-
-    def __init__(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        self._rows = rows.astype(np.float64)
-        self._cols = cols.astype(np.float64)
-
-    def __getitem__(self, key: tuple[slice, slice] | tuple[int, int]) -> np.ndarray:
-        rows, cols = key
-        if isinstance(rows, slice):
-            return np.add(self._rows[rows, None], self._cols[None, cols]).astype(FLOAT)
-        return FLOAT(self._rows[rows] + self._cols[cols])
-
-
 @dataclass(frozen=True)
 class BodyFrame:
     """Body-frame coordinates of every pixel: x is signed distance from the midline, y runs head->feet.
@@ -55,10 +35,8 @@ class BodyFrame:
     is what makes rendering cheap: most structures cover a small part of the image.
 
     Attributes:
-        x: Signed distance from the midline, (H, W) float32 on indexing.
-        y: Height, head to feet, (H, W) float32 on indexing.
-        height: Image height in pixels.
-        width: Image width in pixels.
+        x: (H, W) float32 signed distance from the midline (read-only).
+        y: (H, W) float32 height, head to feet (read-only).
         px_per_unit: Pixels per body-frame unit, along the image width.
         center_x: Image-width fraction of the midline (before the tilt).
         shift_y: Vertical shift of the patient, in image-height fractions.
@@ -66,10 +44,8 @@ class BodyFrame:
         sin_t: sin(tilt) / scale.
     """
 
-    x: Coordinate
-    y: Coordinate
-    height: int
-    width: int
+    x: np.ndarray
+    y: np.ndarray
     px_per_unit: float
     center_x: float
     shift_y: float
@@ -79,12 +55,12 @@ class BodyFrame:
     @property
     def shape(self) -> tuple[int, int]:
         """(H, W) of the image."""
-        return self.height, self.width
+        return self.x.shape[0], self.x.shape[1]
 
     @property
     def whole(self) -> Window:
         """The window of the whole image."""
-        return slice(0, self.height), slice(0, self.width)
+        return slice(0, self.x.shape[0]), slice(0, self.x.shape[1])
 
     @property
     def y_extent(self) -> tuple[float, float]:
@@ -150,17 +126,15 @@ def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
     cos_t, sin_t = math.cos(tilt) / scale, math.sin(tilt) / scale
     col = (np.arange(width, dtype=np.float64) + 0.5) / width - center_x
     row = (np.arange(height, dtype=np.float64) + 0.5) / height - 0.5
-    return BodyFrame(
-        x=Coordinate(row * sin_t, col * cos_t),
-        y=Coordinate(0.5 + shift_y + row * cos_t, -col * sin_t),
-        height=height,
-        width=width,
-        px_per_unit=width * scale,
-        center_x=center_x,
-        shift_y=shift_y,
-        cos_t=cos_t,
-        sin_t=sin_t,
-    )
+    x = np.empty((height, width), dtype=FLOAT)
+    y = np.empty((height, width), dtype=FLOAT)
+    # Summed in float64 and rounded once, chunk by chunk (no image-sized float64 temporaries).
+    for rows, _ in row_chunks((slice(0, height), slice(0, width))):
+        x[rows] = row[rows, None] * sin_t + col[None, :] * cos_t
+        y[rows] = 0.5 + shift_y + row[rows, None] * cos_t - col[None, :] * sin_t
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return BodyFrame(x=x, y=y, px_per_unit=width * scale, center_x=center_x, shift_y=shift_y, cos_t=cos_t, sin_t=sin_t)
 
 
 def _slice(start: int, stop: int, size: int) -> slice:
