@@ -129,9 +129,11 @@ def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
     x = np.empty((height, width), dtype=FLOAT)
     y = np.empty((height, width), dtype=FLOAT)
     # Summed in float64 and rounded once, chunk by chunk (no image-sized float64 temporaries).
+    row_x, col_x = row * sin_t, col * cos_t
+    row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
     for rows, _ in row_chunks((slice(0, height), slice(0, width))):
-        x[rows] = row[rows, None] * sin_t + col[None, :] * cos_t
-        y[rows] = 0.5 + shift_y + row[rows, None] * cos_t - col[None, :] * sin_t
+        np.add(row_x[rows, None], col_x[None, :], out=x[rows], casting="same_kind")
+        np.subtract(row_y[rows, None], col_y[None, :], out=y[rows], casting="same_kind")
     x.flags.writeable = False
     y.flags.writeable = False
     return BodyFrame(x=x, y=y, px_per_unit=width * scale, center_x=center_x, shift_y=shift_y, cos_t=cos_t, sin_t=sin_t)

@@ -250,7 +250,7 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
             attenuation[patch[0]] += patch[1]
 
     pixel_scale = width / 256.0
-    attenuation = gaussian_blur(attenuation, 0.6 * pixel_scale)
+    gaussian_blur(attenuation, 0.6 * pixel_scale, out=attenuation)
     noise_sigma = 0.5 * pixel_scale
     noise = smooth_noise(_stream(seed, _STREAM_NOISE), (height, width), noise_sigma)
     noise *= 0.018
