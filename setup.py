@@ -31,6 +31,8 @@ setup(
         "click",
         "pyyaml",
         "scipy",
+        # The demo phantoms pin BLAS to one thread while they render, so they round the same in every process.
+        "threadpoolctl",
         # The run report and model cards (`cxr report`): plots rendered with the Agg backend.
         "matplotlib",
         # Kubeflow: the kfp 2.x client (`cxr kubeflow`); the image's TFX entrypoint reads kfp-pipeline-spec.

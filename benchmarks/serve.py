@@ -25,7 +25,7 @@ from PIL import Image
 
 from components import contract
 from components import features as F
-from pipelines.phantom import render_phantom
+from pipelines.demo.phantom import render_phantom
 from pipelines.results import pushed_models
 
 logger = logging.getLogger(__name__)

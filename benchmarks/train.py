@@ -29,7 +29,7 @@ from components.trainer import classification, common, segmentation
 from components.trainer.tasks import task_from_config
 from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 from pipelines.config import PipelineConfig
-from pipelines.phantom import Findings, random_findings, render_phantom
+from pipelines.demo.phantom import Findings, random_findings, render_phantom
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from components import imaging
 from components.ingest.options import IngestOptions
 from components.transform.preprocessing import RAW_INPUT_SPEC, preprocessing_fn
 from pipelines.config import PipelineConfig
-from pipelines.phantom import random_findings, render_phantom
+from pipelines.demo.phantom import random_findings, render_phantom
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"{len(instances)} NIH ChestX-ray14 samples from {images_dir}"
     else:
         print(f"NIH samples not found at {images_dir} (pass --samples or set {SAMPLES_ENV});")
-        print(f"falling back to synthetic phantoms from pipelines/phantom.py at {PHANTOM_SIZE}x{PHANTOM_SIZE}\n")
+        print(f"falling back to synthetic phantoms from pipelines/demo/phantom.py at {PHANTOM_SIZE}x{PHANTOM_SIZE}\n")
         instances = phantom_instances(args.count)
         what = f"{len(instances)} synthetic phantoms (8- and 16-bit, with masks)"
 

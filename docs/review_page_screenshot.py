@@ -22,7 +22,7 @@ from PIL import Image
 from components import mlmd
 from components.serving import app as review_app
 from components.serving import models, predict
-from pipelines.phantom import Findings, render_phantom
+from pipelines.demo.phantom import Findings, render_phantom
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip

@@ -402,7 +402,7 @@ DEMO_SALT = "cxr-demo-phantoms"  # `cxr demo` only, when CXR_ID_SALT is unset: s
 
 
 def demo_config(data_dir: str, run_dir: str) -> PipelineConfig:
-    """The demo's configuration over the archive written by pipelines.demo_data.write_demo_archive."""
+    """The demo's configuration over the archive written by pipelines.demo.archive.write_demo_archive."""
     return PipelineConfig(
         pipeline_name="cxr-demo",
         run_dir=run_dir,

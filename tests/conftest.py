@@ -107,7 +107,7 @@ def samples_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_archive(tmp_path_factory) -> Path:
-    from pipelines.demo_data import write_demo_archive
+    from pipelines.demo.archive import write_demo_archive
 
     root = tmp_path_factory.mktemp("archive")
     write_demo_archive(root, n_per_source=10, size=128, seed=7)

@@ -44,7 +44,7 @@ def _run_pipeline(config: PipelineConfig, to_nodes: list[str] | None = None, bef
 @click.option("--seed", default=0, show_default=True)
 def generate_demo_data(out: str, n_per_source: int, size: int, seed: int) -> None:
     """Write the synthetic multi-source archive in the sources' native layouts."""
-    from pipelines.demo_data import write_demo_archive
+    from pipelines.demo.archive import write_demo_archive
 
     roots = write_demo_archive(out, n_per_source=n_per_source, size=size, seed=seed)
     click.echo(json.dumps({k: str(v) for k, v in roots.items()}, indent=2))
@@ -77,7 +77,7 @@ def _demo_archive(data_dir: str, n_per_source: int, size: int) -> None:
     """
     import shutil
 
-    from pipelines.demo_data import write_demo_archive
+    from pipelines.demo.archive import write_demo_archive
 
     params = {"n_per_source": n_per_source, "size": size, "seed": 0}
     marker = os.path.join(data_dir, "params.json")

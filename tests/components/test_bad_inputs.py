@@ -98,7 +98,7 @@ def _add_nih_rows(nih: Path, rows: list[tuple[str, str, int]]) -> None:
 
 def build_corpus(root: Path) -> dict[str, str]:
     """Writes the demo archive under root and corrupts/extends it in place; returns names the tables need."""
-    from pipelines.demo_data import write_demo_archive
+    from pipelines.demo.archive import write_demo_archive
 
     write_demo_archive(root, n_per_source=6, size=64, seed=3)
     rng = np.random.default_rng(0)

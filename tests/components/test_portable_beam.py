@@ -37,7 +37,7 @@ from components.ingest import spec as C
 from components.ingest.options import IngestOptions
 from components.ingest.report import FILES_FILE, QUARANTINE_FILE, REPORT_FILE
 from components.ingest.sources import SourceConfig
-from pipelines.demo_data import write_demo_archive
+from pipelines.demo.archive import write_demo_archive
 from pipelines.pipeline import PREPROCESSING_FN
 
 ROOT = Path(__file__).resolve().parents[2]

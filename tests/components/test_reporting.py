@@ -162,7 +162,7 @@ def test_pictures_are_pngs():
 
 def test_demo_archives_are_recognised_by_their_readme(tmp_path):
     (tmp_path / "demo" / "nih").mkdir(parents=True)
-    (tmp_path / "demo" / "README.txt").write_text(common.DEMO_MARKER + " (pipelines.demo_data).\n")
+    (tmp_path / "demo" / "README.txt").write_text(common.DEMO_MARKER + " (pipelines.demo).\n")
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "README.txt").write_text("NIH ChestX-ray14\n")
     assert common.is_demo_root(str(tmp_path / "demo" / "nih"))

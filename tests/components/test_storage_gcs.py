@@ -16,7 +16,7 @@ from components import storage
 from components.ingest import beam_ingest as B
 from components.ingest.component import fingerprint_sources
 from components.ingest.sources import SourceConfig, make_source
-from pipelines.demo_data import write_demo_archive
+from pipelines.demo.archive import write_demo_archive
 
 BUCKET = "cxr-test"
 

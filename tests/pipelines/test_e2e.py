@@ -137,7 +137,7 @@ def test_statistics_are_sliced_by_source(pipeline_run):
 
 
 def _png(size: tuple[int, int], seed: int = 0) -> bytes:
-    from pipelines.phantom import render_phantom
+    from pipelines.demo.phantom import render_phantom
 
     img = render_phantom(seed, size=size[1], height=size[0]).image
     buf = io.BytesIO()

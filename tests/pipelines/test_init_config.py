@@ -15,7 +15,7 @@ from gcs_emulator import client, gcs_emulator, upload_tree
 from components.ingest.sources import make_source
 from pipelines import config as cfg
 from pipelines.cli import init_config, main
-from pipelines.demo_data import write_demo_archive
+from pipelines.demo.archive import write_demo_archive
 from pipelines.pipeline import create_pipeline
 
 N = 4  # images per demo source

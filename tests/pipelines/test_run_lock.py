@@ -172,7 +172,7 @@ def test_a_run_killed_mid_trainer_leaves_cancelled_executions_and_the_next_run_c
     from components.reporting import run_data
     from pipelines import config as cfg
     from pipelines import local_runner
-    from pipelines.demo_data import write_demo_archive
+    from pipelines.demo.archive import write_demo_archive
 
     archive, run_dir = tmp_path / "archive", tmp_path / "run"
     write_demo_archive(archive, n_per_source=4, size=64, seed=3)

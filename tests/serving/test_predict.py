@@ -21,7 +21,7 @@ from components.promotion import registry
 from components.serving import models as serving_models
 from components.serving import predict as P
 from pipelines.cli import main
-from pipelines.phantom import render_phantom
+from pipelines.demo.phantom import render_phantom
 
 SEG, CLS = "segmentation", "classification"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipelines.phantom import render_phantom
+from pipelines.demo.phantom import render_phantom
 
 pytestmark = pytest.mark.slow
 

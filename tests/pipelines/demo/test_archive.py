@@ -1,4 +1,4 @@
-"""Tests for the synthetic multi-source demo archive writer."""
+"""Tests for the synthetic multi-source demo archive writer (pipelines.demo.archive and its layouts)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from pipelines.demo_data import NIH_HEADER, main, write_demo_archive
+from pipelines.demo.archive import main, write_demo_archive
+from pipelines.demo.layouts import NIH_HEADER
 
 N = 6
 SIZE = 64
@@ -235,6 +236,14 @@ def test_archive_is_deterministic(tmp_path: Path) -> None:
     assert first != other
 
 
+def test_archive_is_the_same_whatever_the_number_of_workers(tmp_path: Path) -> None:
+    write_demo_archive(tmp_path / "one", n_per_source=4, size=48, seed=11, workers=1)
+    write_demo_archive(tmp_path / "two", n_per_source=4, size=48, seed=11, workers=2)
+    one, two = _digests(tmp_path / "one"), _digests(tmp_path / "two")
+    assert len(one) > 20
+    assert one == two
+
+
 def test_sources_use_different_phantoms(archive: tuple[Path, dict[str, Path]]) -> None:
     _, paths = archive
     digests = {
@@ -263,6 +272,8 @@ def test_refuses_non_empty_output(tmp_path: Path) -> None:
         ({"n_per_source": 2.0}, "n_per_source must be an integer"),
         ({"size": 16}, r"size must be in \[32, 8192\]"),
         ({"seed": -1}, r"seed must be in \[0, "),
+        ({"workers": 0}, r"workers must be in \[1, 256\]"),
+        ({"workers": True}, "workers must be an integer"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object], pattern: str) -> None:
@@ -273,11 +284,11 @@ def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object], pattern: s
 
 def test_main_writes_archive(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="pipelines.demo_data"):
+    with caplog.at_level(logging.INFO, logger="pipelines.demo"):
         assert main(["--out", str(out), "--n-per-source", "2", "--size", "32", "--seed", "5"]) == 0
     assert (out / "README.txt").is_file()
     assert len(list((out / "nih" / "images").glob("*.png"))) == 2
     assert len(list((out / "dicom").glob("*.dcm"))) == 3
-    summaries = [r.getMessage() for r in caplog.records if r.name == "pipelines.demo_data"]
+    summaries = [r.getMessage() for r in caplog.records if r.name.startswith("pipelines.demo.")]
     for source in ("montgomery", "shenzhen", "nih", "dicom"):
         assert sum(message.startswith(f"{source}:") for message in summaries) == 1

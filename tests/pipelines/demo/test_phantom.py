@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from pipelines.phantom import Findings, Phantom, random_findings, render_phantom
+from pipelines.demo.phantom import Findings, Phantom, random_findings, render_phantom
 
 SEEDS = range(20)
 
@@ -178,14 +177,6 @@ def test_large_image_renders() -> None:
     phantom = render_phantom(0, 1024, Findings(opacity=True))
     assert phantom.image.shape == (1024, 1024)
     assert set(np.unique(phantom.mask)) == {0, 1, 2}
-
-
-def test_render_is_fast() -> None:
-    render_phantom(0, 256)  # warm-up
-    start = time.perf_counter()
-    for seed in range(5):
-        render_phantom(seed, 256, Findings(effusion=True, opacity=True, tb=True))
-    assert (time.perf_counter() - start) / 5 < 0.25
 
 
 @pytest.mark.parametrize(

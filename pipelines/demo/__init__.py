@@ -1,0 +1,1 @@
+"""Synthetic demo data: procedural chest X-ray phantoms and the multi-source demo archive written from them."""

@@ -1,0 +1,190 @@
+"""The body frame: per-pixel patient coordinates, and the pixel windows that hold a region of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+FLOAT = np.float32
+
+# (rows, cols) of a rectangle of pixels.
+Window = tuple[slice, slice]
+# Values of a term over a window of the image (zero outside it).
+Patch = tuple[Window, np.ndarray]
+
+# Pixels per chunk of work. numpy expressions over whole windows at 1024 px make temporaries of
+# megabytes, which the allocator maps and the kernel zero-fills afresh each time: evaluated over
+# chunks this small, the same expressions run about three times faster.
+_CHUNK_PIXELS = 65536
+
+# Pixels added around every window: the float32 coordinates may round a pixel just outside the region's
+# exact bounds, and a pixel left out of a window would silently lose its share of a structure.
+_MARGIN_PX = 2
+
+
+@dataclass(frozen=True)
+class BodyFrame:
+    """Body-frame coordinates of every pixel: x is signed distance from the midline, y runs head->feet.
+
+    Both are fractions of the image width/height, divided by the patient's scale and rotated by
+    the patient's tilt, so anatomy is described once and positioned per seed. Every structure is
+    drawn only inside the window of pixels its region of the frame can reach (``window``), which
+    is what makes rendering cheap: most structures cover a small part of the image.
+
+    Attributes:
+        x: (H, W) float32 signed distance from the midline (read-only).
+        y: (H, W) float32 height, head to feet (read-only).
+        px_per_unit: Pixels per body-frame unit, along the image width.
+        center_x: Image-width fraction of the midline (before the tilt).
+        shift_y: Vertical shift of the patient, in image-height fractions.
+        cos_t: cos(tilt) / scale.
+        sin_t: sin(tilt) / scale.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    px_per_unit: float
+    center_x: float
+    shift_y: float
+    cos_t: float
+    sin_t: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return self.x.shape[0], self.x.shape[1]
+
+    @property
+    def whole(self) -> Window:
+        """The window of the whole image."""
+        return slice(0, self.x.shape[0]), slice(0, self.x.shape[1])
+
+    @property
+    def y_extent(self) -> tuple[float, float]:
+        """Lowest and highest y over the image."""
+        height, width = self.shape
+        ys = [self._to_frame(col, row)[1] for col in (-0.5, width - 0.5) for row in (-0.5, height - 0.5)]
+        return min(ys), max(ys)
+
+    def window(
+        self,
+        x_range: tuple[float, float] = (-math.inf, math.inf),
+        y_range: tuple[float, float] = (-math.inf, math.inf),
+    ) -> Window:
+        """The smallest window (plus a margin) holding every pixel whose (x, y) lies in the given box.
+
+        Args:
+            x_range: (low, high) bounds on x; infinite bounds are allowed.
+            y_range: (low, high) bounds on y; infinite bounds are allowed.
+
+        Returns:
+            (rows, cols) slices, clipped to the image; empty when the box misses the image.
+        """
+        height, width = self.shape
+        # The image's own extent in the frame makes infinite bounds finite.
+        corners = [self._to_frame(col, row) for col in (-0.5, width - 0.5) for row in (-0.5, height - 0.5)]
+        x_low = max(x_range[0], min(x for x, _ in corners))
+        x_high = min(x_range[1], max(x for x, _ in corners))
+        y_low = max(y_range[0], min(y for _, y in corners))
+        y_high = min(y_range[1], max(y for _, y in corners))
+        if x_low > x_high or y_low > y_high:
+            return slice(0, 0), slice(0, 0)
+        pixels = [self._to_pixel(x, y) for x in (x_low, x_high) for y in (y_low, y_high)]
+        cols = [col for col, _ in pixels]
+        rows = [row for _, row in pixels]
+        return (
+            _slice(math.floor(min(rows)) - _MARGIN_PX, math.ceil(max(rows)) + _MARGIN_PX + 1, height),
+            _slice(math.floor(min(cols)) - _MARGIN_PX, math.ceil(max(cols)) + _MARGIN_PX + 1, width),
+        )
+
+    def _to_frame(self, col: float, row: float) -> tuple[float, float]:
+        """Frame (x, y) of the pixel position (col, row), in float64 (``x`` and ``y`` hold it in float32)."""
+        height, width = self.shape
+        c = (col + 0.5) / width - self.center_x
+        r = (row + 0.5) / height - 0.5
+        return c * self.cos_t + r * self.sin_t, 0.5 + self.shift_y + r * self.cos_t - c * self.sin_t
+
+    def _to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        """Pixel position (col, row) of the frame point (x, y): the inverse of ``_to_frame``."""
+        height, width = self.shape
+        det = self.cos_t**2 + self.sin_t**2
+        y_rel = y - 0.5 - self.shift_y
+        c = (self.cos_t * x - self.sin_t * y_rel) / det
+        r = (self.sin_t * x + self.cos_t * y_rel) / det
+        return (c + self.center_x) * width - 0.5, (r + 0.5) * height - 0.5
+
+
+def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
+    """Builds body-frame coordinates with a random patient position, size and tilt."""
+    center_x = 0.5 + rng.uniform(-0.03, 0.03)
+    shift_y = rng.uniform(-0.03, 0.025)
+    scale = rng.uniform(0.92, 1.04)
+    tilt = math.radians(rng.uniform(-4.0, 4.0))
+    cos_t, sin_t = math.cos(tilt) / scale, math.sin(tilt) / scale
+    col = (np.arange(width, dtype=np.float64) + 0.5) / width - center_x
+    row = (np.arange(height, dtype=np.float64) + 0.5) / height - 0.5
+    x = np.empty((height, width), dtype=FLOAT)
+    y = np.empty((height, width), dtype=FLOAT)
+    # Summed in float64 and rounded once, chunk by chunk (no image-sized float64 temporaries).
+    row_x, col_x = row * sin_t, col * cos_t
+    row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
+    for rows, _ in row_chunks((slice(0, height), slice(0, width))):
+        np.add(row_x[rows, None], col_x[None, :], out=x[rows], casting="same_kind")
+        np.subtract(row_y[rows, None], col_y[None, :], out=y[rows], casting="same_kind")
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return BodyFrame(x=x, y=y, px_per_unit=width * scale, center_x=center_x, shift_y=shift_y, cos_t=cos_t, sin_t=sin_t)
+
+
+def _slice(start: int, stop: int, size: int) -> slice:
+    """slice(start, stop) clipped to [0, size], with stop >= start."""
+    start = min(max(0, start), size)
+    return slice(start, max(start, min(stop, size)))
+
+
+def intersect(first: Window, second: Window) -> Window:
+    """The overlap of two windows of the same image (possibly empty)."""
+    rows = slice(max(first[0].start, second[0].start), max(first[0].start, second[0].start, min(first[0].stop, second[0].stop)))
+    cols = slice(max(first[1].start, second[1].start), max(first[1].start, second[1].start, min(first[1].stop, second[1].stop)))
+    return rows, cols
+
+
+def relative(inner: Window, outer: Window) -> Window:
+    """``inner`` (inside ``outer``) in the coordinates of an array that holds ``outer``."""
+    return (
+        slice(inner[0].start - outer[0].start, inner[0].stop - outer[0].start),
+        slice(inner[1].start - outer[1].start, inner[1].stop - outer[1].start),
+    )
+
+
+def side_windows(frame: BodyFrame, distance: tuple[float, float], y_range: tuple[float, float]) -> list[Window]:
+    """Windows of a region mirrored about the midline: low <= |x| <= high and y in ``y_range``.
+
+    Two windows, one per side, when their pixels do not overlap; otherwise the one window holding both,
+    so that a term added over the returned windows is added once to every pixel.
+    """
+    low, high = distance
+    windows = [frame.window((-high, -low), y_range), frame.window((low, high), y_range)]
+    overlap = intersect(windows[0], windows[1])
+    if overlap[0].start < overlap[0].stop and overlap[1].start < overlap[1].stop:
+        return [frame.window((-high, high), y_range)]
+    return windows
+
+
+def row_chunks(window: Window) -> Iterator[Window]:
+    """Splits a window into bands of whole rows, about ``_CHUNK_PIXELS`` pixels each."""
+    rows, cols = window
+    step = max(1, _CHUNK_PIXELS // max(1, cols.stop - cols.start))
+    for start in range(rows.start, rows.stop, step):
+        yield slice(start, min(rows.stop, start + step)), cols
+
+
+def evaluate(window: Window, compute: Callable[[Window], np.ndarray], dtype: type = FLOAT) -> np.ndarray:
+    """``compute(chunk)`` over the row chunks of ``window``, assembled into one window-sized array."""
+    out = np.empty((window[0].stop - window[0].start, window[1].stop - window[1].start), dtype=dtype)
+    for chunk in row_chunks(window):
+        out[relative(chunk, window)] = compute(chunk)
+    return out
