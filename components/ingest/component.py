@@ -22,6 +22,7 @@ from components.ingest.spec import (
     SOURCES_KEY,
     CxrExampleGenSpec,
     IngestReport,
+    options_to_json,
 )
 
 
@@ -54,7 +55,7 @@ class CxrExampleGen(base_beam_component.BaseBeamComponent):
             spec=CxrExampleGenSpec(
                 **{
                     SOURCES_KEY: json.dumps([dataclasses.asdict(s) for s in sources], sort_keys=True),
-                    OPTIONS_KEY: json.dumps(dataclasses.asdict(options), sort_keys=True),
+                    OPTIONS_KEY: options_to_json(options),
                     SALT_ENV_KEY: salt_env,
                     FINGERPRINT_KEY: input_fingerprint or fingerprint_sources(sources),
                     EXAMPLES_KEY: _channel(standard_artifacts.Examples),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from tfx.types import artifact, component_spec, standard_artifacts
@@ -43,7 +44,15 @@ class CxrExampleGenSpec(component_spec.ComponentSpec):
     }
 
 
+def options_to_json(options: IngestOptions) -> str:
+    """The options as the component's parameter: keys sorted (a stable cache key), the splits as ordered pairs (their
+    order is the Examples' split order, which sorted keys would change)."""
+    raw = dataclasses.asdict(options)
+    raw["split_ratios"] = list(raw["split_ratios"].items())
+    return json.dumps(raw, sort_keys=True)
+
+
 def options_from_json(text: str) -> IngestOptions:
     raw = json.loads(text)
-    raw["split_ratios"] = {name: float(ratio) for name, ratio in raw["split_ratios"].items()}
+    raw["split_ratios"] = {name: float(ratio) for name, ratio in raw["split_ratios"]}
     return IngestOptions(**raw)

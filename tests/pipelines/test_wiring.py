@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from components.ingest import spec
 from components.ingest.sources import SourceConfig
 from components.reporting.options import ReportOptions
 from components.trainer.hparams import HParams
@@ -123,6 +124,11 @@ def test_ingestion_options_and_beam_args_reach_example_gen(config):
     example_gen = {c.id: c for c in create_pipeline(config).components}["CxrExampleGen"]
     options = json.loads(example_gen.exec_properties["options"])
     assert options["min_side"] == 64 and options["max_aspect_ratio"] == cfg.IngestConfig().max_aspect_ratio
+    # The splits keep their order (the Examples' split order) through the sorted-keys JSON parameter.
+    assert spec.options_from_json(example_gen.exec_properties["options"]).split_names == ["train", "eval"]
+    ordered = cfg.load_config(overrides=["ingest.split_ratios={train: 0.6, val: 0.2, eval: 0.2}"], base=config)
+    ordered_gen = {c.id: c for c in create_pipeline(ordered).components}["CxrExampleGen"]
+    assert spec.options_from_json(ordered_gen.exec_properties["options"]).split_names == ["train", "val", "eval"]
     # Pipeline-wide Beam args first, ingestion's after them, so that ingestion's win.
     assert example_gen.executor_spec.beam_pipeline_args == [*config.beam_args, "--direct_num_workers=3"]
 
