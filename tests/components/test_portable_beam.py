@@ -108,7 +108,7 @@ def _run(archive: Path, out: Path, beam_args: list[str]) -> dict:
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args), tmp_dir=str(out / "tmp"))
     properties = {
         C.SOURCES_KEY: json.dumps([dataclasses.asdict(s) for s in sources]),
-        C.OPTIONS_KEY: json.dumps(dataclasses.asdict(options)),
+        C.OPTIONS_KEY: C.options_to_json(options),
         C.SALT_ENV_KEY: SALT_ENV,
     }
     ingest_executor.Executor(context).Do({}, {C.EXAMPLES_KEY: [examples], C.REPORT_KEY: [report]}, properties)
