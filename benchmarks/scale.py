@@ -153,8 +153,12 @@ def run_pipeline(config_path: Path, interval: float) -> tuple[int, float, TreeMe
     return code, time.perf_counter() - start, memory
 
 
-def report_job(run_dir: str, pipeline_name: str, settings: dict[str, Any], answer: Any) -> None:
-    """In a fresh process: times the run report (and model cards) and, alone, its reading of the Examples."""
+def report_job(run_dir: str, pipeline_name: str, settings: dict[str, Any], log: str, answer: Any) -> None:
+    """In a fresh process, its output (TensorFlow's) into `log`: times the run report (and model cards) and, alone,
+    its reading of the Examples."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
     from components import mlmd
     from components.reporting import examples, report
     from components.reporting.options import ReportOptions
@@ -171,17 +175,17 @@ def report_job(run_dir: str, pipeline_name: str, settings: dict[str, Any], answe
     answer.put({"seconds": round(seconds, 2), "read_examples_s": round(time.perf_counter() - start, 2)})
 
 
-def time_report(config: cfg.PipelineConfig, interval: float) -> dict[str, Any]:
+def time_report(config: cfg.PipelineConfig, interval: float, log: Path) -> dict[str, Any]:
     """The run report's seconds, its reading of the Examples alone, and the peak RSS of its process."""
     context = multiprocessing.get_context("spawn")
     answer = context.Queue()
     settings = dataclasses.asdict(config.report.options())
-    job = context.Process(target=report_job, args=(config.run_dir, config.pipeline_name, settings, answer))
+    job = context.Process(target=report_job, args=(config.run_dir, config.pipeline_name, settings, str(log), answer))
     job.start()
     with TreeMemory(job.pid, interval) as memory:
         job.join()
     if job.exitcode != 0:
-        return {"error": f"the report's process ended with exit code {job.exitcode}", "peak_rss_bytes": memory.peak()}
+        return {"error": f"the report's process ended with exit code {job.exitcode} (its log: {log})", "peak_rss_bytes": 0}
     return {**answer.get(timeout=10), "peak_rss_bytes": memory.peak(), "peak_pss_bytes": memory.peak(pss=True)}
 
 
@@ -220,12 +224,8 @@ def read_back(run_dir: Path, memory: TreeMemory) -> dict[str, Any]:
         node = nodes.get(e.id, f"execution {e.id}")
         start, end = e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000
         state = mlmd.Execution.State.Name(e.last_known_state).lower()
-        out["nodes"][node] = {
-            "state": state,
-            "seconds": round(end - start, 2),
-            "peak_rss_bytes": memory.peak(start, end),
-            "peak_pss_bytes": memory.peak(start, end, pss=True),
-        }
+        peaks = {"peak_rss_bytes": memory.peak(start, end), "peak_pss_bytes": memory.peak(start, end, pss=True)}
+        out["nodes"][node] = {"state": state, "seconds": round(end - start, 2), **peaks}
         if e.last_known_state != mlmd.Execution.COMPLETE:
             continue
         outputs = mlmd.outputs(store, e.id)
@@ -268,22 +268,18 @@ def measure(args: argparse.Namespace, images: int, settings: dict[str, Any]) -> 
         "settings": settings,
         "images": archive_info["images"],
         "archive": archive_info,
-        "pipeline": {
-            "seconds": round(seconds, 1),
-            "peak_rss_bytes": memory.peak(),
-            "peak_pss_bytes": memory.peak(pss=True),
-            "processes_max": max(s[3] for s in memory.samples),
-        },
+        "pipeline": {"seconds": round(seconds, 1), "peak_rss_bytes": memory.peak(), "peak_pss_bytes": memory.peak(pss=True)},
         "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "processes_max": max(sample[3] for sample in memory.samples),
         **read_back(run_dir, memory),
     }
-    result["report"] = time_report(config, args.sample_s)
+    result["report"] = time_report(config, args.sample_s, args.cache_dir / f"report-{images}-{args.size}px.log")
     if not args.keep_runs:
         shutil.rmtree(run_dir)
     return result
 
 
-def _per_k(seconds: float | None, images: int) -> float | None:
+def _per_k(seconds: float | None, images: int) -> float | None:  # seconds per 1,000 images
     return None if seconds is None else 1000 * seconds / images
 
 
@@ -377,13 +373,8 @@ def print_comparison(results: dict[int, dict[str, Any]]) -> bool:
 def header(args: argparse.Namespace) -> dict[str, Any]:
     """Prints what is measured, where and how; returns the machine's description."""
     versions = {name: importlib.metadata.version(name) for name in ("tfx", "tensorflow", "apache-beam")}
-    machine = {
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        **versions,
-    }
+    machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "machine": platform.machine()}
+    machine |= {"python": platform.python_version(), **versions}
     print(f"Scale benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}: sizes {args.sizes} at {args.size} px")
     print(f"{machine['cpus']} CPUs, {machine['memory_gb']} GB, {machine['machine']}, Python {machine['python']}, "
           f"TFX {versions['tfx']}, TensorFlow {versions['tensorflow']}, Beam {versions['apache-beam']}; "
@@ -406,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=0.5, help="seconds between memory samples (default 0.5)")
     parser.add_argument("--out", type=Path, help="the JSON of every size measured (default <cache-dir>/scale.json)")
     parser.add_argument("--force", action="store_true", help="measure again sizes whose result is cached")
+    parser.add_argument("--archives-only", action="store_true", help="only write the archives missing from the cache")
     parser.add_argument("--keep-runs", action="store_true", help="keep each run directory (default: removed once measured)")
     args = parser.parse_args(argv)
     try:
@@ -421,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[int, dict[str, Any]] = {}
     failed = []
     for images in sizes:
+        if args.archives_only:
+            archive(args.cache_dir, per_source_for(images), args.size, args.workers)
+            continue
         cached = args.cache_dir / f"result-{images}-{args.size}px.json"
         if cached.is_file() and not args.force:
             result = json.loads(cached.read_text())
