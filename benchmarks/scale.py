@@ -62,6 +62,7 @@ def archive(cache: Path, n_per_source: int, size: int, workers: int) -> tuple[Pa
     root = cache / f"archive-{n_per_source}x-{size}px"
     marker = root / "COMPLETE.json"
     if marker.is_file():
+        print(f"the phantom archive: {root} (cached)", flush=True)
         return root, {**json.loads(marker.read_text()), "generated_now": False}
     shutil.rmtree(root, ignore_errors=True)  # an interrupted one
     images = images_in_archive(n_per_source)
@@ -412,10 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"size": args.size, "steps": args.steps, "sample_s": args.sample_s, "format": RESULT_FORMAT}
     results: dict[int, dict[str, Any]] = {}
     failed = []
-    for images in sizes:
-        if args.archives_only:
+    if args.archives_only:
+        for images in sizes:
             archive(args.cache_dir, per_source_for(images), args.size, args.workers)
-            continue
+        return 0
+    for images in sizes:
         cached = args.cache_dir / f"result-{images}-{args.size}px.json"
         if cached.is_file() and not args.force:
             result = json.loads(cached.read_text())
