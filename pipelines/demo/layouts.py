@@ -155,7 +155,8 @@ def plan_montgomery(source_root: Path, n: int, size: int, rng: np.random.Generat
     """Plans the NLM Montgomery County set layout, rooted at ``.../MontgomerySet``."""
     base = source_root / "MontgomerySet"
     height = image_height(size, MONTGOMERY_ASPECT)
-    ids = np.sort(rng.choice(np.arange(1, 1000), size=n, replace=False))
+    # The real set numbers its cases below 1000; larger phantom sets (the scale benchmark) use four digits' room.
+    ids = np.sort(rng.choice(np.arange(1, max(1000, n + 1)), size=n, replace=False))
     tb_flags = _tb_flags(rng, n)
     studies: list[Study] = []
     for case_id, tb in zip(ids, tb_flags, strict=True):
