@@ -63,14 +63,28 @@ def load(package: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return documents[0], platform.get("platforms", {}).get("kubernetes", {})
 
 
-def task_order(spec: dict[str, Any]) -> list[str]:
-    """The root DAG's tasks, every one after the tasks it depends on (by name among equals)."""
+def task_order(spec: dict[str, Any], to_tasks: list[str] | None = None) -> list[str]:
+    """The root DAG's tasks, every one after the tasks it depends on (by name among equals).
+
+    to_tasks: only these tasks and those they depend on (ValueError names any the pipeline does not have).
+    """
     tasks = spec["root"]["dag"]["tasks"]
     upstream = {
         name: set(task.get("dependentTasks", []))
         | {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {}).values()}
         for name, task in tasks.items()
     }
+    if to_tasks:
+        unknown = sorted(set(to_tasks) - set(tasks))
+        if unknown:
+            raise ValueError(f"no task {', '.join(unknown)} in the pipeline; its tasks: {', '.join(sorted(tasks))}")
+        needed, todo = set(), list(to_tasks)
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                todo.extend(upstream[name])
+        tasks = {n: t for n, t in tasks.items() if n in needed}
     order: list[str] = []
     while len(order) < len(tasks):
         ready = sorted(n for n in tasks if n not in order and upstream[n] <= set(order))
@@ -240,9 +254,11 @@ def run(
     run_id: str | None = None,
     echo: Callable[[str], None] = print,
     preload: bool = True,
+    to_tasks: list[str] | None = None,
 ) -> dict[str, Any]:
     """Runs every task of the compiled pipeline `package`; records into `<work_dir>/metadata.sqlite`.
 
+    to_tasks: run only these tasks and the tasks they depend on (e.g. ["data-gate"] to check new data).
     preload: fork each `python -m MODULE` task from a process that imported MODULE once (task_processes.py)
       instead of starting a new interpreter per task; False starts each as a plain process.
 
@@ -264,7 +280,7 @@ def run(
     os.makedirs(logs, exist_ok=True)
     metadata = os.path.join(work_dir, METADATA_FILE)
     recorder = Recorder(mlmd.connect(metadata), name, run_id, run_root)
-    order = task_order(spec)
+    order = task_order(spec, to_tasks)
     echo(f"local-run {name} ({len(order)} tasks), run {run_id}, root {run_root}")
     base_env = {**os.environ, **IMAGE_ENV, baselines.SQLITE_ENV: metadata}
     processes = task_processes.Preloaded(base_env, os.path.join(logs, "_preload.log")) if preload else task_processes.Plain()

@@ -84,14 +84,18 @@ def kubeflow_run(config_path: str, overrides: tuple[str, ...], host: str | None,
     "--preload/--no-preload", default=True, show_default=True,
     help="Fork each task from a process that imported TensorFlow and TFX once (--no-preload: a new interpreter per task).",
 )  # fmt: skip
-def kubeflow_local_run(package: str, work_dir: str, pipeline_root: str | None, secrets_dir: str | None, preload: bool) -> None:
+@click.option("--to", "to_tasks", multiple=True, help="Run only this task (repeatable) and the tasks it needs, e.g. data-gate.")
+def kubeflow_local_run(
+    package: str, work_dir: str, pipeline_root: str | None, secrets_dir: str | None, preload: bool, to_tasks: tuple[str, ...]
+) -> None:
     """Run a compiled pipeline file on this machine, task by task, as Kubeflow Pipelines would (before uploading it)."""
     from cxr_kubeflow import local_run
 
     try:
         result = local_run.run(
-            package, work_dir, pipeline_root=pipeline_root, secrets_dir=secrets_dir, echo=click.echo, preload=preload
-        )
+            package, work_dir, pipeline_root=pipeline_root, secrets_dir=secrets_dir, echo=click.echo, preload=preload,
+            to_tasks=list(to_tasks) or None,
+        )  # fmt: skip
     except (local_run.TaskFailed, ValueError) as e:
         raise click.ClickException(str(e)) from e
     seconds = sum(t["seconds"] for t in result["tasks"])

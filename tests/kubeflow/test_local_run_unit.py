@@ -134,6 +134,24 @@ def test_a_missing_secret_and_a_cycle_are_refused_before_anything_runs(tmp_path)
         local_run.task_order(cyclic)
 
 
+def test_to_runs_only_the_named_tasks_and_what_they_need(tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    tasks = {"a": {"code": ECHO}, "b": {"code": ECHO, "after": ["a"]}, "c": {"code": ECHO}, "d": {"code": ECHO, "after": ["b"]}}
+    package = _pipeline(tmp_path, tasks)
+    out = CliRunner().invoke(
+        main, ["kubeflow", "local-run", package, "--work-dir", str(tmp_path / "w"), "--to", "b", "--to", "c"]
+    )
+    assert out.exit_code == 0, out.output
+    ran = [line.split()[1] for line in out.output.splitlines() if line.startswith("  done")]
+    assert sorted(ran) == ["a", "b", "c"] and ran.index("a") < ran.index("b")
+    assert "all 3 tasks complete" in out.output
+    unknown = CliRunner().invoke(main, ["kubeflow", "local-run", package, "--work-dir", str(tmp_path / "w"), "--to", "e"])
+    assert unknown.exit_code == 1 and "no task e in the pipeline; its tasks: a, b, c, d" in unknown.output
+
+
 def test_the_cli_prints_each_task_and_fails_cleanly(tmp_path):
     from click.testing import CliRunner
 
