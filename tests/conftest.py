@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny generated archive and ONE real pipeline run (run twice for caching) per session."""
+"""Shared fixtures: a tiny generated archive and ONE real pipeline run (and a cached rerun) per session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import cxr, write_config
-from tiny_run import BETTER_SEGMENTATION, NO_REPORT, TINY_RUN_OVERRIDES, WORSE_SEGMENTATION
+from tiny_run import RERUN, TINY_RUN_OVERRIDES
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
 
@@ -116,30 +116,26 @@ def tiny_archive(tmp_path_factory) -> Path:
 
 @dataclasses.dataclass
 class PipelineRun:
-    """The shared pipeline run: a first run and two cached reruns into one run directory and metadata store.
+    """The shared pipeline run: a first run and a cached rerun into one run directory and metadata store.
 
     first:  the baseline, run as an operator runs it (`cxr run --config`, its terminal kept in `terminal`); both
             models are blessed against the floors alone and pushed.
-    worse:  the segmentation model barely trained (the only change, but for writing no report): everything upstream
-            and the classification Trainer come from the cache; each model is compared with the first run's. The
-            U-Net is worse, so not blessed and not pushed; the classifier is the first run's own, blessed again and
-            not pushed twice.
-    better: the segmentation model trained longer: blessed against the first, pushed as a second version.
+    rerun:  tests/tiny_run.RERUN: everything upstream of the Trainers comes from the cache; each new model is
+            compared with the first run's. The U-Net, trained longer, is blessed and pushed as a second version;
+            the classifier is held to a floor no model reaches: not blessed, not pushed.
     """
 
     config: object
     first: dict
-    worse: dict
-    better: dict
+    rerun: dict
     versions: list[dict[str, list[int]]]  # complete serving versions per model after each run
     terminal: str = ""  # what the first run printed (stdout and stderr of `cxr run`)
-    worse_config: object = None
-    better_config: object = None
+    rerun_config: object = None
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
-    """Runs the real pipeline (LocalDagRunner, Beam, SQLite MLMD) three times on the tiny archive (see PipelineRun)."""
+    """Runs the real pipeline (LocalDagRunner, Beam, SQLite MLMD) twice on the tiny archive (see PipelineRun)."""
     from pipelines import config as cfg
     from pipelines import local_runner
 
@@ -147,28 +143,23 @@ def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
     base = list(TINY_RUN_OVERRIDES)
     demo = cfg.demo_config(str(tiny_archive), str(run_dir))
     config = cfg.load_config(overrides=base, base=demo)
-    worse_config = cfg.load_config(overrides=base + WORSE_SEGMENTATION + NO_REPORT, base=demo)
-    better_config = cfg.load_config(overrides=base + BETTER_SEGMENTATION, base=demo)
+    rerun_config = cfg.load_config(overrides=base + RERUN, base=demo)
     first = cxr("run", "--config", write_config(config, tmp_path_factory.mktemp("config") / "run.yaml"))
     assert first.code == 0, (first.stdout + first.stderr)[-5000:]
     report = os.path.join(config.run_dir, "reports", "report.html")
-    outputs = [
-        {
-            "run_dir": config.run_dir,
-            "metadata": config.metadata_path,
-            "pipeline_root": config.pipeline_root,
-            "serving": config.serving_dir,
-            "report": report,
-        }
-    ]
+    first_outputs = {
+        "run_dir": config.run_dir,
+        "metadata": config.metadata_path,
+        "pipeline_root": config.pipeline_root,
+        "serving": config.serving_dir,
+        "report": report,
+    }
     versions = [_versions(config.serving_dir)]
-    for c in (worse_config, better_config):  # in this process: the reruns need no terminal of their own
-        outputs.append(local_runner.run(c))
-        versions.append(_versions(outputs[-1]["serving"]))
+    rerun = local_runner.run(rerun_config)  # in this process: the rerun needs no terminal of its own
+    versions.append(_versions(rerun["serving"]))
     return PipelineRun(
-        config, *outputs, versions=versions, worse_config=worse_config, better_config=better_config,
-        terminal=first.stdout + first.stderr,
-    )  # fmt: skip
+        config, first_outputs, rerun, versions=versions, rerun_config=rerun_config, terminal=first.stdout + first.stderr
+    )
 
 
 def _versions(serving: str) -> dict[str, list[int]]:

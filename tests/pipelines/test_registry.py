@@ -1,4 +1,4 @@
-"""Blessing, pushing, promotion, rollback and lineage on the shared three-run pipeline (see conftest.PipelineRun).
+"""Blessing, pushing, promotion, rollback and lineage on the shared pipeline run and rerun (conftest.PipelineRun).
 
 The commands run through the real `cxr` CLI against the run's real ML Metadata store and serving directory.
 """
@@ -23,6 +23,7 @@ from pipelines.cli import main
 pytestmark = pytest.mark.slow
 
 SEG = "segmentation"
+CLS = "classification"
 
 
 def cxr(pipeline_run, *args: str, ok: bool = True):
@@ -36,42 +37,45 @@ def _store(pipeline_run):
     return mlmd.connect(pipeline_run.first["metadata"])
 
 
-def _seg_candidates(pipeline_run) -> list[registry.Candidate]:
-    """The segmentation models of the first, worse and better runs, in that order."""
-    found = [c for c in registry.candidates(_store(pipeline_run)) if c.model_name == SEG]
-    assert len(found) == 3, found
+def _candidates(pipeline_run, task: str) -> list[registry.Candidate]:
+    """The task's models of the first run and the rerun, in that order."""
+    found = [c for c in registry.candidates(_store(pipeline_run)) if c.model_name == task]
+    assert len(found) == 2, found
     return found
 
 
-def test_worse_model_is_not_blessed_and_not_pushed(pipeline_run):
-    first, worse, better = _seg_candidates(pipeline_run)
-    assert first.blessed and better.blessed
-    assert worse.blessed is False
-    assert worse.versions == ()
-    assert worse.failures, "an unblessed model must say why"
-    assert pipeline_run.versions[1][SEG] == pipeline_run.versions[0][SEG]  # the worse run pushed nothing
-    after_better = pipeline_run.versions[2][SEG]
-    assert len(after_better) == 2 and after_better[0] == first.versions[0] and after_better[1] == better.versions[0]
+def test_a_refused_model_is_not_pushed_and_says_why(pipeline_run):
+    first, refused = _candidates(pipeline_run, CLS)
+    assert first.blessed and refused.blessed is False
+    assert refused.versions == ()
+    assert any("macro_prediction_std" in f for f in refused.failures), refused.failures
+    assert pipeline_run.versions[1][CLS] == pipeline_run.versions[0][CLS]  # the rerun pushed no classifier
+    first_seg, better = _candidates(pipeline_run, SEG)
+    assert first_seg.blessed and better.blessed
+    assert pipeline_run.versions[1][SEG] == [first_seg.versions[0], better.versions[0]]
 
 
 def test_models_list_shows_every_candidate_with_its_verdict(pipeline_run):
-    rows = json.loads(cxr(pipeline_run, "models", "list", SEG, "--json").output)
-    first, worse, better = _seg_candidates(pipeline_run)
-    assert [r["model_id"] for r in rows] == [first.model_id, worse.model_id, better.model_id]
-    assert [r["blessed"] for r in rows] == [True, False, True]
-    assert rows[1]["not_blessed_because"] == list(worse.failures)
+    rows = json.loads(cxr(pipeline_run, "models", "list", CLS, "--json").output)
+    first, refused = _candidates(pipeline_run, CLS)
+    assert [r["model_id"] for r in rows] == [first.model_id, refused.model_id]
+    assert [r["blessed"] for r in rows] == [True, False]
+    assert rows[1]["not_blessed_because"] == list(refused.failures)
+    _, better = _candidates(pipeline_run, SEG)
     text = cxr(pipeline_run, "models", "list").output
     assert "NO" in text and str(better.versions[0]) in text and "classification" in text
 
 
 def test_promote_refuse_force_and_rollback(pipeline_run):
     """The whole promotion story in order (each step depends on the one before)."""
-    first, worse, better = _seg_candidates(pipeline_run)
+    first, better = _candidates(pipeline_run, SEG)
     v1, v2 = first.versions[0], better.versions[0]
     config_file = os.path.join(pipeline_run.first["serving"], registry.SERVING_CONFIG_FILE)
 
-    refused = cxr(pipeline_run, "promote", SEG, "--model-id", str(worse.model_id), ok=False)
+    _, unblessed = _candidates(pipeline_run, CLS)
+    refused = cxr(pipeline_run, "promote", CLS, "--model-id", str(unblessed.model_id), ok=False)
     assert refused.exit_code != 0 and "not blessed" in refused.output, refused.output
+    assert registry.production_version(_store(pipeline_run), CLS) is None
     missing = cxr(pipeline_run, "promote", SEG, "999999999", ok=False)
     assert missing.exit_code != 0 and "no version 999999999" in missing.output
     assert registry.production_version(_store(pipeline_run), SEG) is None
@@ -121,7 +125,7 @@ def test_promote_refuse_force_and_rollback(pipeline_run):
     assert model.version_labels["production"] == v1
     assert os.path.exists(os.path.join(model.base_path, str(v1), "saved_model.pb"))
     listing = json.loads(cxr(pipeline_run, "models", "list", SEG, "--json").output)
-    assert listing[0]["stage"] == {str(v1): "production"} and listing[2]["stage"] == {str(v2): "rolled back"}
+    assert listing[0]["stage"] == {str(v1): "production"} and listing[1]["stage"] == {str(v2): "rolled back"}
 
 
 def _count_sources(examples_uri: str) -> dict[str, int]:
@@ -136,7 +140,7 @@ def _count_sources(examples_uri: str) -> dict[str, int]:
 
 
 def test_lineage_names_exactly_the_sources_and_counts_that_went_in(pipeline_run):
-    _, _, better = _seg_candidates(pipeline_run)
+    _, better = _candidates(pipeline_run, SEG)
     info = json.loads(cxr(pipeline_run, "lineage", f"{SEG}:{better.versions[0]}", "--json").output)
     assert info["model"]["model_id"] == better.model_id and info["model"]["version"] == better.versions[0]
     written = {name: s["written"] for name, s in info["sources"].items()}
@@ -145,9 +149,9 @@ def test_lineage_names_exactly_the_sources_and_counts_that_went_in(pipeline_run)
     assert info["examples"]["total"] == sum(written.values())
     for name, s in info["sources"].items():
         assert sum(s["splits"].values()) == s["written"], name
-    # Training: the hyperparameters the better run set; evaluation, schema and transform graph are named.
-    assert info["training"]["train_args"]["num_steps"] == pipeline_run.better_config.segmentation.train_steps
-    assert info["training"]["hyperparameters"]["epochs"] == pipeline_run.better_config.segmentation.epochs
+    # Training: the hyperparameters the rerun set; evaluation, schema and transform graph are named.
+    assert info["training"]["train_args"]["num_steps"] == pipeline_run.rerun_config.segmentation.train_steps
+    assert info["training"]["hyperparameters"]["epochs"] == pipeline_run.rerun_config.segmentation.epochs
     assert info["evaluation"]["blessed"] is True and results.key_metric(SEG)[0] in info["evaluation"]["metrics"]
     assert os.path.isdir(info["schema"]["uri"]) and os.path.isdir(info["transform"]["transform_graph"]["uri"])
     assert info["data_validation"]["findings"] == 0

@@ -89,9 +89,8 @@ def _table(page: Page, table_id: str) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_every_run_wrote_the_report_of_the_latest_run(pipeline_run, page):
     expected = os.path.join(pipeline_run.config.run_dir, "reports", "report.html")
-    for outputs in (pipeline_run.first, pipeline_run.better):
+    for outputs in (pipeline_run.first, pipeline_run.rerun):
         assert outputs["report"] == expected
-    assert pipeline_run.worse["report"] == ""  # report.enabled=false
     _, p = page
     run = {r[""]: r["value"] for r in _table(p, "table-run")}
     assert run["run id"] == _latest_run(_store(pipeline_run)).name and run["pipeline"] == pipeline_run.config.pipeline_name
@@ -229,12 +228,15 @@ def test_blessing_is_mlmds_and_names_the_baseline(pipeline_run, page):
         assert int(r["Model"]) == model_id
         key, _ = results.key_metric(task)
         assert r["key metric"] == key and _same(r["value"], results.overall_metrics(produced["evaluation"][0].uri)[key])
-        # The better segmentation model is compared with the first one; the cached classifier with itself.
+        # Each of the rerun's models is compared with the first run's.
         baseline = baselines.referenced_id(read["baseline_model"][0])  # the lookup's reference names it
         assert int(r["baseline Model"]) == baseline
         assert r["baseline versions"] == ", ".join(map(str, candidates[baseline].versions))
-    first, _, better = [c for c in registry.candidates(store) if c.task == "segmentation"]
-    assert int(rows["segmentation"]["Model"]) == better.model_id and int(rows["segmentation"]["baseline Model"]) == first.model_id
+    for task in TASKS:
+        first, rerun = [c for c in registry.candidates(store) if c.task == task]
+        assert int(rows[task]["Model"]) == rerun.model_id and int(rows[task]["baseline Model"]) == first.model_id
+    assert rows["segmentation"]["verdict"] == "blessed" and rows["classification"]["verdict"] == "not blessed"
+    first, _ = [c for c in registry.candidates(store) if c.task == "segmentation"]
     assert _same(rows["segmentation"]["baseline value"], first.metrics["dice"])
     floors = {r["segmentation threshold"]: r for r in _table(p, "table-thresholds-segmentation")}
     assert float(floors["dice"]["floor"]) == pipeline_run.config.seg_blessing.floor
@@ -276,11 +278,11 @@ def test_roc_confusion_and_dice_come_from_tfma_plots(pipeline_run, page):
 def test_training_and_lineage_sections(pipeline_run, page):
     _, p = page
     seg = {r[""]: r["value"] for r in _table(p, "table-training-segmentation")}
-    assert int(seg["train steps"]) == pipeline_run.better_config.segmentation.train_steps
+    assert int(seg["train steps"]) == pipeline_run.rerun_config.segmentation.train_steps
     cls = {r[""]: r["value"] for r in _table(p, "table-training-classification")}
-    assert int(cls["train steps"]) == pipeline_run.config.classification.train_steps
+    assert int(cls["train steps"]) == pipeline_run.rerun_config.classification.train_steps
     store = _store(pipeline_run)
-    _, _, better = [c for c in registry.candidates(store) if c.task == "segmentation"]
+    _, better = [c for c in registry.candidates(store) if c.task == "segmentation"]
     info = lineage.lineage_of(store, better, better.versions[0])
     rows = {r[""]: r["value"] for r in _table(p, "table-lineage-segmentation")}
     assert f"Model artifact {better.model_id}," in rows["model"] and str(better.versions[0]) in rows["pushed versions"]
@@ -294,7 +296,7 @@ def test_a_model_card_per_pushed_version_with_its_thresholds(pipeline_run):
     cards_dir = os.path.join(pipeline_run.config.run_dir, "reports", "model_cards")
     pushed = [(c, v) for c in registry.candidates(store) for v in c.versions]
     expected = {f"{c.model_name}_{v}.{ext}" for c, v in pushed for ext in ("md", "html")}
-    assert set(os.listdir(cards_dir)) == expected  # the worse model, never pushed, has none
+    assert set(os.listdir(cards_dir)) == expected  # the refused classifier, never pushed, has none
     blessing = {"segmentation": pipeline_run.config.seg_blessing, "classification": pipeline_run.config.cls_blessing}
     for c, v in pushed:
         base = os.path.join(cards_dir, f"{c.model_name}_{v}")
