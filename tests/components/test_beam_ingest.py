@@ -220,3 +220,47 @@ def test_the_report_holds_exact_label_and_bit_depth_totals(ingested):
         assert (s["labels"], s["bit_depths"]) == (expected["labels"], expected["bit_depths"]), name
     assert any(s["labels"]["Tuberculosis"]["positive"] for s in report["sources"].values())  # a real tally, not zeros
     assert {b for s in report["sources"].values() for b in s["bit_depths"]} == {"8", "16"}  # both depths in the archive
+
+
+def test_the_run_report_shows_ingestions_totals_and_reads_only_its_samples(ingested):
+    from html_page import Page
+
+    from components.reporting import data_sections
+    from components.reporting import examples as ex
+    from components.reporting.html import Doc
+
+    root, _, report, _ = ingested
+    read = ex.read_examples(str(root / "examples"), 1, 1, 1, totals=report["sources"])
+    # Independently: in file order (train first), the record after which every source has one image, and one with a
+    # mask where it has masks.
+    order = []
+    for split in sorted(ex.split_files(str(root / "examples")), key=lambda s: (s != "train", s)):
+        for path in sorted(glob.glob(str(root / "examples" / f"Split-{split}" / "*.gz"))):
+            order += [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+    needed = [
+        next(
+            i
+            for i, e in enumerate(order)
+            if _str(e, F.SOURCE) == name and (e.features.feature[F.HAS_MASK].int64_list.value[0] or not s["with_mask"])
+        )
+        for name, s in report["sources"].items()
+        if s["written"]
+    ]
+    assert sum(s.parsed for s in read.values()) == max(needed) + 1 <= len(order) == report["total_written"]
+    doc = Doc("r")
+    data_sections.pixels_and_sizes(doc, {"examples": read, "statistics": None})
+    data_sections.labels(doc, {"examples": read})
+    page = Page(doc.html())
+    bits = {r[0]: r[1:3] for r in page.tables["table-bit-depths"][1:]}
+    header, *rows = page.tables["table-labels"]
+    for name, s in report["sources"].items():
+        if s["written"]:
+            assert bits[name] == [str(s["bit_depths"].get("8", 0)), str(s["bit_depths"].get("16", 0))]
+            for row in rows:
+                shown = {k: int(row[header.index(f"{name} {k}")]) for k in F.LABEL_STATES}
+                assert shown == s["labels"][row[0]], (name, row[0])
+    assert {r[0] for r in rows} == {
+        n
+        for n in F.LABEL_NAMES
+        if any(s["labels"][n]["positive"] + s["labels"][n]["negative"] for s in report["sources"].values() if s["written"])
+    }
