@@ -170,9 +170,11 @@ def report_job(run_dir: str, pipeline_name: str, settings: dict[str, Any], log: 
     seconds = time.perf_counter() - start
     store = mlmd.connect(os.path.join(run_dir, contract.METADATA_FILE))
     (execution,) = mlmd.node_executions(store, pipeline_name, contract.EXAMPLE_GEN)
-    uri = mlmd.outputs(store, execution.id)["examples"][0].uri
+    outputs = mlmd.outputs(store, execution.id)
+    totals = json.loads(Path(outputs["ingest_report"][0].uri, "report.json").read_text())["sources"]  # as the report
+    sizes = (options.samples_per_source, options.intensity_images_per_source, options.size_images_per_source)
     start = time.perf_counter()
-    examples.read_examples(uri, options.samples_per_source, options.intensity_images_per_source)
+    examples.read_examples(outputs["examples"][0].uri, *sizes, totals=totals)
     answer.put({"seconds": round(seconds, 2), "read_examples_s": round(time.perf_counter() - start, 2)})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # --- Raw tf.Example features written by CxrExampleGen (see schemas/schema.pbtxt) ---
 IMAGE = "image"  # lossless grayscale PNG bytes, 8- or 16-bit, longest side <= max_side
 MASK = "mask"  # PNG label map (0 background, 1 right lung, 2 left lung; 1 = lung where sides unknown); b"" if none
@@ -44,6 +46,8 @@ LABEL_NAMES: tuple[str, ...] = (
 )
 NUM_LABELS = len(LABEL_NAMES)
 LABEL_INDEX = {name: i for i, name in enumerate(LABEL_NAMES)}
+# What one example says about one label, as ingestion's report.json and the run report count it (label_states).
+LABEL_STATES = ("positive", "negative", "unknown")
 
 # --- Mask label map values ---
 MASK_BACKGROUND, MASK_RIGHT_LUNG, MASK_LEFT_LUNG = 0, 1, 2
@@ -99,3 +103,18 @@ def label_vector(known: dict[str, bool]) -> tuple[list[float], list[int]]:
         labels[LABEL_INDEX[name]] = 1.0 if present else 0.0
         label_known[LABEL_INDEX[name]] = 1
     return labels, label_known
+
+
+def label_states(labels: Sequence[float], known: Sequence[int]) -> list[str]:
+    """Each label's state in one example (an entry of LABEL_STATES): "positive" where the source states it and its
+    value is > 0.5, "negative" where stated and <= 0.5, "unknown" where the source does not state it.
+
+    Args:
+      labels: the example's `labels` vector; known: its `label_known` vector (the same length).
+
+    Raises:
+      ValueError: the vectors differ in length.
+    """
+    if len(labels) != len(known):
+        raise ValueError(f"{len(labels)} labels but {len(known)} label_known entries")
+    return ["unknown" if not k else "positive" if v > 0.5 else "negative" for v, k in zip(labels, known, strict=True)]

@@ -172,6 +172,18 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask, mode="L").resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
+def png_header(data: bytes) -> tuple[int, int, int]:
+    """(height, width, bit depth) from a PNG's IHDR chunk, without decoding it.
+
+    Raises:
+      ValueError: the bytes are not a PNG.
+    """
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width, data[24]
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encodes (H, W) uint8 or uint16 pixels as a lossless grayscale PNG."""
     if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):

@@ -160,6 +160,8 @@ class ReadRecord(beam.DoFn):
             "files": ref.listed_files,
             "pixel_sha256": pixel_digest(pixels),
             "image": ref.rel_path,
+            "label_states": F.label_states(labels, known),
+            "bit_depth": imaging.png_header(image_png)[2],
         }
         return split, example.SerializeToString(), info
 
@@ -190,6 +192,43 @@ def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return images, files
 
 
+class SourceTotals(beam.CombineFn):
+    """Per source, over every written image: images per label state (F.label_states) for each canonical label, and
+    images per bit depth of the stored PNG. Exact totals the run report shows without reading every Example."""
+
+    def create_accumulator(self) -> tuple[dict[str, list[int]], dict[int, int]]:
+        return {state: [0] * F.NUM_LABELS for state in F.LABEL_STATES}, {}
+
+    def add_input(
+        self, accumulator: tuple[dict[str, list[int]], dict[int, int]], element: tuple[list[str], int]
+    ) -> tuple[dict[str, list[int]], dict[int, int]]:
+        states, depth = element
+        counts, depths = accumulator
+        for i, state in enumerate(states):
+            counts[state][i] += 1
+        depths[depth] = depths.get(depth, 0) + 1
+        return accumulator
+
+    def merge_accumulators(
+        self, accumulators: Iterable[tuple[dict[str, list[int]], dict[int, int]]]
+    ) -> tuple[dict[str, list[int]], dict[int, int]]:
+        counts, depths = self.create_accumulator()
+        for more, more_depths in accumulators:
+            for state, column in more.items():
+                counts[state] = [a + b for a, b in zip(counts[state], column, strict=True)]
+            for depth, n in more_depths.items():
+                depths[depth] = depths.get(depth, 0) + n
+        return counts, depths
+
+    def extract_output(self, accumulator: tuple[dict[str, list[int]], dict[int, int]]) -> dict[str, Any]:
+        """{"labels": {label: {state: images}} over F.LABEL_NAMES, "bit_depths": {"8": images, ...}}."""
+        counts, depths = accumulator
+        return {
+            "labels": {name: {state: counts[state][i] for state in F.LABEL_STATES} for i, name in enumerate(F.LABEL_NAMES)},
+            "bit_depths": {str(depth): n for depth, n in sorted(depths.items())},
+        }
+
+
 def _duplicate_group(_: str, names: Iterable[str]) -> list[dict[str, Any]]:
     """The "source:path" names sharing one pixel digest as a tally, when there are at least two."""
     group = sorted(names)
@@ -209,8 +248,9 @@ def build_ingest(
 
     Writes gzipped TFRecords to `<examples_uri>/Split-<name>/`, and to `<work_uri>/tally*.jsonl` one JSON line
     per fact write_report needs, keyed by "kind": "listed" (records per source), "quarantined" (one per
-    record that could not be read, with its reason), "written" (counts per source, split, has_mask) and
-    "duplicates" (a group of images with identical pixels). Duplicates are kept and reported: which copy
+    record that could not be read, with its reason), "written" (counts per source, split, has_mask), "totals"
+    (per source: label states and bit depths, SourceTotals) and "duplicates" (a group of images with identical
+    pixels). Duplicates are kept and reported: which copy
     is right is a curation decision.
     """
     listed = pipeline | "CreateRefs" >> beam.Create(refs)
@@ -243,13 +283,17 @@ def build_ingest(
         | "SumCounts" >> beam.CombinePerKey(_sum_pairs)
         | "CountTally" >> beam.MapTuple(lambda k, v: {"kind": "written", "key": json.loads(k), "images": v[0], "files": v[1]}),
         infos
+        | "TotalsKeys" >> beam.Map(lambda i: (i["source"], (i["label_states"], i["bit_depth"])))
+        | "SumTotals" >> beam.CombinePerKey(SourceTotals())
+        | "TotalsTally" >> beam.MapTuple(lambda k, v: {"kind": "totals", "source": k, **v}),
+        infos
         | "ByPixels" >> beam.Map(lambda i: (i["pixel_sha256"], f"{i['source']}:{i['image']}"))
         | "GroupPixels" >> beam.GroupByKey()
         | "Duplicates" >> beam.FlatMapTuple(_duplicate_group),
     ]
     _ = (
         tallies
-        # One text output instead of four: each write costs several Beam stages of fixed overhead.
+        # One text output instead of five: each write costs several Beam stages of fixed overhead.
         | "AllTallies" >> beam.Flatten()
         | "TallyJson" >> beam.Map(lambda t: json.dumps(t, sort_keys=True))
         | "WriteTallies" >> beam.io.WriteToText(posixpath.join(work_uri, "tally"), file_name_suffix=".jsonl")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from components import features as F
 from components import stops
 from components.ingest import accounting
 from components.ingest.sources import RecordRef, SourceConfig, make_source
@@ -89,18 +90,21 @@ def write_report(
     Per source the report holds `listed` (records listed plus inputs rejected while listing), `written`
     and `quarantined` entries, with `written + quarantined == listed`; the same for input files
     (`*_files`: images, masks and label sidecars); splits, masks (`empty_masks`: images written without their
-    all-background mask), quarantine reasons, and the share quarantined. `files` places every file under the
-    source's root in one bucket of accounting.BUCKETS (written, quarantined, used, ignored, unused; counts,
-    kinds, and `total`, their sum); files.jsonl lists the ignored and unused ones. `duplicates` lists the groups
-    of images with identical pixels (all copies are kept). Ignored and unused files are no inputs: they never
-    count against max_quarantine_fraction.
+    all-background mask), quarantine reasons, and the share quarantined. Over every written image, exactly:
+    `labels` ({label: {"positive", "negative", "unknown"}} for every label of F.LABEL_NAMES, F.label_states) and
+    `bit_depths` ({"8": images, "16": images}: the stored PNGs' bit depths); the run report shows these instead of
+    reading every Example. `files` places every file under the source's root in one bucket of accounting.BUCKETS
+    (written, quarantined, used, ignored, unused; counts, kinds, and `total`, their sum); files.jsonl lists the
+    ignored and unused ones. `duplicates` lists the groups of images with identical pixels (all copies are kept).
+    Ignored and unused files are no inputs: they never count against max_quarantine_fraction.
 
     Raises:
       components.stops.InputStop: a source's quarantined share passes options.max_quarantine_fraction, a source wrote
-        nothing; RuntimeError: the accounting does not add up (a record was lost). The files are written first.
+        nothing; RuntimeError: the accounting does not add up (a record was lost, or the totals miss images). The
+        files are written first.
     """
     tallies = read_json_lines(posixpath.join(work_uri, "tally*.jsonl"))
-    by_kind: dict[str, list[Any]] = {"listed": [], "quarantined": [], "written": [], "duplicates": []}
+    by_kind: dict[str, list[Any]] = {"listed": [], "quarantined": [], "written": [], "totals": [], "duplicates": []}
     for t in tallies:
         by_kind[t.pop("kind")].append(t)
     listed, counts = by_kind["listed"], by_kind["written"]
@@ -121,6 +125,8 @@ def write_report(
             "quarantined_files": 0,
             "reasons": {},
             "duplicates": 0,
+            "labels": {name: dict.fromkeys(F.LABEL_STATES, 0) for name in F.LABEL_NAMES},
+            "bit_depths": {},
         }
     for entry in listed:
         s = per_source[entry["source"]]
@@ -138,6 +144,8 @@ def write_report(
         s["splits"][split] += c["images"]
         s["with_mask"] += c["images"] if has_mask else 0
         s["empty_masks"] += c["images"] if empty_mask else 0
+    for t in by_kind["totals"]:  # one per source that wrote images (SourceTotals)
+        per_source[t["source"]].update(labels=t["labels"], bit_depths=t["bit_depths"])
     for q in quarantined:
         s = per_source[q["source"]]
         s["quarantined"] += 1
@@ -177,6 +185,8 @@ def write_report(
                 f"source {name}: accounting mismatch: {s['written']} written + {s['quarantined']} quarantined entries "
                 f"for {s['listed']} listed ({s['written_files']} + {s['quarantined_files']} files for {s['listed_files']})"
             )
+        if sum(s["bit_depths"].values()) != s["written"]:
+            raise RuntimeError(f"source {name}: bit depths of {sum(s['bit_depths'].values())} images for {s['written']} written")
         if s["quarantined_fraction"] > options.max_quarantine_fraction:
             raise stops.InputStop(
                 f"source {name}: {s['quarantined']} of {s['listed']} inputs quarantined, more than the allowed "

@@ -21,8 +21,9 @@ FINGERPRINT_KEY = "input_fingerprint"
 class IngestReport(artifact.Artifact):
     """Ingestion's report: report.json, quarantine.jsonl and files.jsonl.
 
-    report.json: per-source counts, splits, duplicates and where every file under the root went; quarantine.jsonl:
-    every rejected input and why; files.jsonl: every ignored sidecar and unused file.
+    report.json: per-source counts, splits, duplicates, label states and bit depths over every image, and where every
+    file under the root went; quarantine.jsonl: every rejected input and why; files.jsonl: every ignored sidecar and
+    unused file.
     """
 
     # "<module>.<class>": on Kubeflow the executor imports the artifact class by this name (components/__init__.py).

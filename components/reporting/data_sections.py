@@ -6,7 +6,18 @@ from typing import Any
 
 from components import features as F
 from components.reporting import plots
+from components.reporting.examples import FROM_EXAMPLES, SourceData
 from components.reporting.html import Cell, Doc, fmt
+
+
+def _counted_by(read: dict[str, SourceData]) -> str:
+    """Who counted the sources' exact totals (read_examples: SourceData.totals_from), as the end of a sentence."""
+    if any(s.totals_from == FROM_EXAMPLES for s in read.values()):
+        return (
+            "counted by reading every example for this report (this run's ingest report predates CxrExampleGen's "
+            "label and bit-depth totals)"
+        )
+    return "counted by CxrExampleGen while it wrote them (its report.json)"
 
 
 def samples(doc: Doc, data: dict[str, Any]) -> None:
@@ -39,10 +50,16 @@ def pixels_and_sizes(doc: Doc, data: dict[str, Any]) -> None:
         ["source", "8-bit images", "16-bit images", "images in the histogram"],
         [[n, s.bit_depths.get(8, 0), s.bit_depths.get(16, 0), s.intensity_images] for n, s in read.items()],
     )
+    doc.note(
+        f"8- and 16-bit images: every image, {_counted_by(read)}. The histogram is over the first images of each "
+        "source in the Examples (a sample)."
+    )
     doc.h2("Image sizes", "image-sizes")
+    sampled = "; ".join(f"{n} {len(s.stored_sizes):,} of {s.count:,}" for n, s in read.items())
     doc.figure(
         plots.image_sizes({n: s.original_sizes for n, s in read.items()}, {n: s.stored_sizes for n, s in read.items()}),
-        "image sizes per source: as acquired and as stored (longest side at most ingest.max_side)",
+        "image sizes per source: as acquired and as stored (longest side at most ingest.max_side); a sample, the "
+        f"first images of each source in the Examples ({sampled})",
         "figure-sizes",
     )
     stats = data["statistics"]
@@ -94,10 +111,11 @@ def labels(doc: Doc, data: dict[str, Any]) -> None:
         doc.figure(
             plots.label_distribution(per_source, stated), "images per label: positive, negative, unknown apart", "figure-labels"
         )
-    header = ["label"] + [f"{n} {kind}" for n in per_source for kind in ("positive", "negative", "unknown")]
-    rows = [[label] + [c[label][k] for c in per_source.values() for k in ("positive", "negative", "unknown")] for label in stated]
+    header = ["label"] + [f"{n} {kind}" for n in per_source for kind in F.LABEL_STATES]
+    rows = [[label] + [c[label][k] for c in per_source.values() for k in F.LABEL_STATES] for label in stated]
     doc.table("table-labels", header, rows)
     doc.note(
-        "Unknown: the source does not state the label (not the same as negative; losses and metrics skip it). "
+        f"Images per label: every image, {_counted_by(read)}. "
+        + "Unknown: the source does not state the label (not the same as negative; losses and metrics skip it). "
         + (f"Unknown in every source: {', '.join(never)}." if never else "")
     )

@@ -17,6 +17,7 @@ class ReportOptions:
 
     samples_per_source: int = 6  # images in the sample grid per source
     intensity_images_per_source: int = 50  # images decoded per source for the intensity histogram
+    size_images_per_source: int = 200  # images per source in the image-size figure (a sample: the first ones read)
     overlay_count: int = 3  # best and worst segmentations shown
     max_overlay_images: int = 500  # masked eval images the segmentation model is run on for them
     quarantine_rows: int = 50  # quarantined inputs listed one by one (all are in quarantine.jsonl)

@@ -50,7 +50,16 @@ def collect(store: metadata_store.MetadataStore, options: ReportOptions, run_id:
     data["validation"] = run_data.validation(store, run)
     examples_uri = (data["ingest"] or {}).get("examples_uri")
     data["examples"] = (
-        ex.read_examples(examples_uri, options.samples_per_source, options.intensity_images_per_source) if examples_uri else None
+        ex.read_examples(
+            examples_uri,
+            options.samples_per_source,
+            options.intensity_images_per_source,
+            options.size_images_per_source,
+            # The exact totals ingestion counted while writing every example: the report reads only its samples.
+            totals=((data["ingest"] or {}).get("report") or {}).get("sources"),
+        )
+        if examples_uri
+        else None
     )
     candidates = {c.model_id: c for c in registry.candidates(store)}
     for task in run_data.TASKS:

@@ -5,10 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from components.ingest.accounting import BUCKETS
+from components.reporting.examples import FROM_EXAMPLES
 from components.reporting.html import Cell, Doc
 from components.reporting.options import ReportOptions
+from components.validation.checks import SOURCE_SLICE_PREFIX
 
 USED_AS = {"mask": ("mask", "masks"), "reading": ("reading", "readings"), "labels": ("label file", "label files")}
+
+
+def in_examples(data: dict[str, Any]) -> tuple[dict[str, int] | None, str]:
+    """Images per source in the Examples as counted apart from ingestion, and by what; None when nothing counted them.
+
+    StatisticsGen's per-source slices (summed over the splits) count every example; without them, the report's own
+    reading counts them when it read every example (a run whose report.json has no label totals). The report does
+    not read every example just to count them: that cost grows with the archive.
+    """
+    stats = data.get("statistics")
+    if stats:
+        counted: dict[str, int] = {}
+        for slices in stats["splits"].values():
+            for name, entry in slices.items():
+                if name.startswith(SOURCE_SLICE_PREFIX):
+                    source = name[len(SOURCE_SLICE_PREFIX) :]
+                    counted[source] = counted.get(source, 0) + entry["num_examples"]
+        if counted:  # statistics without source slices count nothing per source
+            return counted, "StatisticsGen's per-source slices, all splits"
+    read = data.get("examples") or {}
+    if read and all(s.totals_from == FROM_EXAMPLES for s in read.values()):
+        return {name: s.count for name, s in read.items()}, "the examples read back for this report"
+    return None, ""
 
 
 def sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
@@ -20,10 +45,10 @@ def sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
     report = ingest["report"]
     by_source = report.get("sources", {})
     split_names = sorted({s for v in by_source.values() for s in v.get("splits", {})}, key=lambda s: (s != "train", s))
-    read = data["examples"] or {}
+    counted, counted_by = in_examples(data)
     rows = []
     for name, s in by_source.items():
-        in_examples = read[name].count if name in read else 0
+        n = None if counted is None else counted.get(name, 0)
         rows.append(
             [
                 name,
@@ -35,7 +60,7 @@ def sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
                 s["quarantined"],
                 f"{100 * s['quarantined_fraction']:.1f}%",
                 s["duplicates"],
-                Cell(str(in_examples), "" if in_examples == s["written"] else "bad"),
+                Cell("-" if n is None else str(n), "" if n in (None, s["written"]) else "bad"),
             ]
         )
     rows.append(
@@ -49,14 +74,17 @@ def sources(doc: Doc, data: dict[str, Any], options: ReportOptions) -> None:
             report.get("total_quarantined", sum(s["quarantined"] for s in by_source.values())),
             "",
             sum(s["duplicates"] for s in by_source.values()),
-            sum(v.count for v in read.values()),
+            "-" if counted is None else sum(counted.values()),
         ]
     )
     header = ["source", "kind", "listed", "written", *split_names, "with mask", "quarantined", "quarantined share"]
     doc.table("table-sources", [*header, "duplicates", "in Examples"], rows)
     doc.note(
-        "From CxrExampleGen's report.json (" + str(ingest["report_uri"]) + "); 'in Examples' counts the images read back from "
-        "the Examples TFRecords for this report. Duplicates: images whose pixels equal another image's (kept)."
+        "From CxrExampleGen's report.json ("
+        + str(ingest["report_uri"])
+        + "); 'in Examples' counts the images in the Examples TFRecords apart from ingestion: "
+        + (f"{counted_by}." if counted is not None else "not counted in this run (no per-source statistics from StatisticsGen).")
+        + " Duplicates: images whose pixels equal another image's (kept)."
     )
     _files(doc, by_source, ingest.get("unclaimed", []), options)
     quarantine = ingest["quarantine"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import shutil
 
@@ -11,6 +12,7 @@ import apache_beam as beam
 import pydicom
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from components import features as F
 from components.ingest import beam_ingest as B
@@ -164,3 +166,101 @@ def test_sources_of_one_collection_share_their_patients(tiny_archive, tmp_path):
     _, examples = _ingest(apart, tmp_path / "apart")
     patients = {s: {_str(ex, F.PATIENT_ID) for _, ex in examples if _str(ex, F.SOURCE) == s} for s in ("export_a", "export_b")}
     assert not patients["export_a"] & patients["export_b"]  # without a namespace, each source's ids are its own
+
+
+def test_source_totals_add_and_merge_label_states_and_bit_depths():
+    combine = B.SourceTotals()
+    tb, covid = F.LABEL_INDEX["Tuberculosis"], F.LABEL_INDEX["COVID-19"]
+
+    def states(**stated: str) -> list[str]:
+        out = ["unknown"] * F.NUM_LABELS
+        for name, state in stated.items():
+            out[F.LABEL_INDEX[name.replace("_", "-")]] = state
+        return out
+
+    one = combine.add_input(combine.create_accumulator(), (states(Tuberculosis="positive"), 8))
+    two = combine.create_accumulator()
+    for element in ((states(Tuberculosis="negative", COVID_19="positive"), 16), (states(), 8)):
+        two = combine.add_input(two, element)
+    out = combine.extract_output(combine.merge_accumulators([one, two, combine.create_accumulator()]))
+    assert list(out["labels"]) == list(F.LABEL_NAMES) and out["bit_depths"] == {"8": 2, "16": 1}
+    assert out["labels"]["Tuberculosis"] == {"positive": 1, "negative": 1, "unknown": 1}
+    assert out["labels"]["COVID-19"] == {"positive": 1, "negative": 0, "unknown": 2}
+    assert all(
+        out["labels"][n] == {"positive": 0, "negative": 0, "unknown": 3}
+        for i, n in enumerate(F.LABEL_NAMES)
+        if i not in (tb, covid)
+    )
+
+
+def _recount(examples: list) -> dict[str, dict]:
+    """Per source, recounted from the Examples without the pipeline's helpers: label states and PNG bit depths."""
+    out: dict[str, dict] = {}
+    for e in examples:
+        f = e.features.feature
+        s = out.setdefault(
+            _str(e, F.SOURCE),
+            {"labels": {n: {"positive": 0, "negative": 0, "unknown": 0} for n in F.LABEL_NAMES}, "bit_depths": {}},
+        )
+        for name, value, known in zip(
+            F.LABEL_NAMES, f[F.LABELS].float_list.value, f[F.LABEL_KNOWN].int64_list.value, strict=True
+        ):
+            s["labels"][name]["unknown" if not known else "positive" if value > 0.5 else "negative"] += 1
+        bits = {"L": "8", "I;16": "16", "I": "16"}[Image.open(io.BytesIO(f[F.IMAGE].bytes_list.value[0])).mode]
+        s["bit_depths"][bits] = s["bit_depths"].get(bits, 0) + 1
+    return out
+
+
+def test_the_report_holds_exact_label_and_bit_depth_totals(ingested):
+    _, _, report, examples = ingested
+    recounted = _recount([e for split in examples.values() for e in split])
+    assert set(recounted) == {name for name, s in report["sources"].items() if s["written"]}
+    for name, expected in recounted.items():
+        s = report["sources"][name]
+        assert (s["labels"], s["bit_depths"]) == (expected["labels"], expected["bit_depths"]), name
+    assert any(s["labels"]["Tuberculosis"]["positive"] for s in report["sources"].values())  # a real tally, not zeros
+    assert {b for s in report["sources"].values() for b in s["bit_depths"]} == {"8", "16"}  # both depths in the archive
+
+
+def test_the_run_report_shows_ingestions_totals_and_reads_only_its_samples(ingested):
+    from html_page import Page
+
+    from components.reporting import data_sections
+    from components.reporting import examples as ex
+    from components.reporting.html import Doc
+
+    root, _, report, _ = ingested
+    read = ex.read_examples(str(root / "examples"), 1, 1, 1, totals=report["sources"])
+    # Independently: in file order (train first), the record after which every source has one image, and one with a
+    # mask where it has masks.
+    order = []
+    for split in sorted(ex.split_files(str(root / "examples")), key=lambda s: (s != "train", s)):
+        for path in sorted(glob.glob(str(root / "examples" / f"Split-{split}" / "*.gz"))):
+            order += [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+    needed = [
+        next(
+            i
+            for i, e in enumerate(order)
+            if _str(e, F.SOURCE) == name and (e.features.feature[F.HAS_MASK].int64_list.value[0] or not s["with_mask"])
+        )
+        for name, s in report["sources"].items()
+        if s["written"]
+    ]
+    assert sum(s.parsed for s in read.values()) == max(needed) + 1 <= len(order) == report["total_written"]
+    doc = Doc("r")
+    data_sections.pixels_and_sizes(doc, {"examples": read, "statistics": None})
+    data_sections.labels(doc, {"examples": read})
+    page = Page(doc.html())
+    bits = {r[0]: r[1:3] for r in page.tables["table-bit-depths"][1:]}
+    header, *rows = page.tables["table-labels"]
+    for name, s in report["sources"].items():
+        if s["written"]:
+            assert bits[name] == [str(s["bit_depths"].get("8", 0)), str(s["bit_depths"].get("16", 0))]
+            for row in rows:
+                shown = {k: int(row[header.index(f"{name} {k}")]) for k in F.LABEL_STATES}
+                assert shown == s["labels"][row[0]], (name, row[0])
+    assert {r[0] for r in rows} == {
+        n
+        for n in F.LABEL_NAMES
+        if any(s["labels"][n]["positive"] + s["labels"][n]["negative"] for s in report["sources"].values() if s["written"])
+    }

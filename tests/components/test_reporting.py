@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -12,7 +13,7 @@ from html_page import Page, self_contained
 from PIL import Image
 
 from components import features as F
-from components.reporting import common, plots, report, run_data, sources_section
+from components.reporting import common, data_sections, plots, report, run_data, sources_section
 from components.reporting import examples as ex
 from components.reporting.html import Block, Cell, Doc, fmt
 from components.reporting.options import ReportOptions
@@ -93,6 +94,14 @@ def _example(source: str, image: np.ndarray, mask: np.ndarray | None, known: dic
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def _write_examples(root, records: dict[str, list[bytes]]) -> None:
+    for split, examples in records.items():
+        (root / f"Split-{split}").mkdir()
+        with tf.io.TFRecordWriter(str(root / f"Split-{split}" / "data.gz"), options="GZIP") as w:
+            for e in examples:
+                w.write(e)
+
+
 def test_read_examples_counts_labels_sizes_pixels_and_samples(tmp_path):
     mask = np.zeros((8, 6), np.uint8)
     mask[2:6, 1:3], mask[2:6, 4:6] = 1, 2
@@ -104,13 +113,10 @@ def test_read_examples_counts_labels_sizes_pixels_and_samples(tmp_path):
         ],
         "eval": [_example("a", np.zeros((4, 4), np.uint8), None, {"Tuberculosis": True}, "a3")],
     }
-    for split, examples in records.items():
-        (tmp_path / f"Split-{split}").mkdir()
-        with tf.io.TFRecordWriter(str(tmp_path / f"Split-{split}" / "data.gz"), options="GZIP") as w:
-            for e in examples:
-                w.write(e)
-    read = ex.read_examples(str(tmp_path), samples_per_source=2, intensity_images_per_source=2)
+    _write_examples(tmp_path, records)
+    read = ex.read_examples(str(tmp_path), samples_per_source=2, intensity_images_per_source=2)  # no totals: a full scan
     a, b = read["a"], read["b"]
+    assert (a.totals_from, a.parsed, b.parsed) == (ex.FROM_EXAMPLES, 3, 1)
     assert (a.count, a.splits, a.with_mask, b.count) == (3, {"train": 2, "eval": 1}, 1, 1)
     tb, nf = a.labels()["Tuberculosis"], a.labels()["No Finding"]
     assert tb == {"positive": 2, "negative": 1, "unknown": 0} and nf == {"positive": 1, "negative": 0, "unknown": 2}
@@ -122,6 +128,112 @@ def test_read_examples_counts_labels_sizes_pixels_and_samples(tmp_path):
     assert [s.image_id for s in a.samples] == ["a2", "a1"]  # the masked image first
     assert a.samples[0].mask is not None and a.samples[0].mask.max() == 2 and a.samples[1].mask is None
     assert b.samples[0].image.max() == 1.0  # 16-bit white is 1
+
+
+def _many(tmp_path):
+    """Sources a and b, 12 images each, interleaved over two splits (b's 3rd and 7th masked), and c: one image, last.
+
+    Returns the Examples uri and report.json's per-source totals of them (what CxrExampleGen writes).
+    """
+    mask = np.ones((8, 8), np.uint8)
+    train, totals = [], {}
+    for i in range(12):
+        for name in ("a", "b"):
+            has_mask = name == "b" and i in (2, 6)
+            image = np.full((8, 8 + i % 3), 20 * i, np.uint8) if name == "a" else np.full((8, 8), 1000 * i, np.uint16)
+            train.append(_example(name, image, mask if has_mask else None, {"Tuberculosis": i % 2 == 0}, f"{name}{i}"))
+    records = {"train": train[:18], "eval": [*train[18:], _example("c", np.zeros((6, 6), np.uint8), None, {}, "c0")]}
+    _write_examples(tmp_path, records)
+    for name, s in ex.read_examples(str(tmp_path), 0, 0, 0).items():  # a full scan, only to write the totals down
+        totals[name] = {
+            "written": s.count,
+            "splits": {"train": s.splits.get("train", 0), "eval": s.splits.get("eval", 0)},
+            "with_mask": s.with_mask,
+            "labels": s.labels(),
+            "bit_depths": {str(bits): n for bits, n in s.bit_depths.items()},
+            "listed": s.count,
+        }
+    return str(tmp_path), totals
+
+
+def test_with_ingestions_totals_read_examples_stops_once_every_source_has_its_samples(tmp_path):
+    uri, totals = _many(tmp_path)
+    assert totals["a"]["labels"]["Tuberculosis"] == {"positive": 6, "negative": 6, "unknown": 0}
+    assert (totals["b"]["with_mask"], totals["b"]["bit_depths"], totals["c"]["written"]) == (2, {"16": 12}, 1)
+    sizes = {"samples_per_source": 2, "intensity_images_per_source": 3, "size_images_per_source": 4}
+    read = ex.read_examples(uri, **sizes, totals={k: totals[k] for k in ("a", "b")})
+    # a is done after its 4th image (the size sample), b after its 7th (its second and last masked image): the
+    # 14th record. Every one of the 25 records would be read without the totals.
+    assert (read["a"].parsed, read["b"].parsed) == (7, 7)
+    full = ex.read_examples(uri, **sizes)
+    assert sum(s.parsed for s in full.values()) == 25
+    for name in ("a", "b"):
+        early, every = read[name], full[name]
+        assert early.totals_from == ex.FROM_INGEST and every.totals_from == ex.FROM_EXAMPLES
+        assert (early.count, early.with_mask, early.labels(), early.bit_depths) == (
+            every.count,
+            every.with_mask,
+            every.labels(),
+            every.bit_depths,
+        )
+        assert early.splits == every.splits
+        assert early.stored_sizes == every.stored_sizes and early.original_sizes == every.original_sizes
+        assert len(early.stored_sizes) == 4 and early.intensity_images == 3
+        np.testing.assert_array_equal(early.intensity, every.intensity)
+        assert [s.image_id for s in early.samples] == [s.image_id for s in every.samples]
+    assert [s.image_id for s in read["b"].samples] == ["b2", "b6"]  # both masked, though found late
+    # A source with one image, last in the files, keeps reading to the end: bounded by the others' samples.
+    assert sum(s.parsed for s in ex.read_examples(uri, **sizes, totals=totals).values()) == 25
+    # Sample sizes of zero: the totals alone, nothing read.
+    nothing = ex.read_examples(uri, 0, 0, 0, totals=totals)
+    assert sum(s.parsed for s in nothing.values()) == 0 and nothing["a"].labels() == totals["a"]["labels"]
+
+
+def test_an_ingest_report_without_the_totals_falls_back_to_reading_every_example(tmp_path):
+    uri, totals = _many(tmp_path)
+    assert ex.has_totals(totals)
+    for missing in ("labels", "bit_depths"):
+        old = {name: {k: v for k, v in t.items() if k != missing} for name, t in totals.items()}
+        assert not ex.has_totals(old)
+        read = ex.read_examples(uri, 1, 1, 1, totals=old)
+        assert sum(s.parsed for s in read.values()) == 25 and {s.totals_from for s in read.values()} == {ex.FROM_EXAMPLES}
+        assert {name: s.labels() for name, s in read.items()} == {name: t["labels"] for name, t in totals.items()}
+    no_label = {name: {**t, "labels": {k: v for k, v in t["labels"].items() if k != "COVID-19"}} for name, t in totals.items()}
+    assert not ex.has_totals(no_label) and not ex.has_totals(None) and not ex.has_totals({})
+
+
+def test_the_data_sections_say_where_their_totals_come_from(tmp_path):
+    uri, totals = _many(tmp_path)
+    for given, counted_by in ((totals, "by CxrExampleGen while it wrote them"), (None, "by reading every example")):
+        read = ex.read_examples(uri, 1, 1, 2, totals=given)
+        doc = Doc("r")
+        data_sections.pixels_and_sizes(doc, {"examples": read, "statistics": None})
+        data_sections.labels(doc, {"examples": read})
+        text, page = doc.html(), Page(doc.html())
+        assert text.count(counted_by) == 2
+        assert "a sample, the first images of each source in the Examples (a 2 of 12; b 2 of 12; c 1 of 1)" in text
+        assert page.tables["table-bit-depths"][1:] == [["a", "12", "0", "1"], ["b", "0", "12", "1"], ["c", "1", "0", "1"]]
+        tb = next(r for r in page.tables["table-labels"] if r[0] == "Tuberculosis")
+        assert tb == ["Tuberculosis", "6", "6", "0", "6", "6", "0", "0", "0", "1"]
+
+
+def test_in_examples_is_counted_by_statistics_gen_when_the_report_reads_only_samples():
+    entry = {"kind": "nih", "with_mask": 0, "quarantined": 0, "quarantined_fraction": 0.0, "duplicates": 0}
+    by_source = {n: {**entry, "listed": w, "written": w, "splits": {"train": w}} for n, w in (("a", 5), ("b", 3))}
+    ingest = {"report_uri": "/x", "report": {"sources": by_source}, "quarantine": []}
+    slices = {"train": {"All Examples": {"num_examples": 6}, "source_a": {"num_examples": 4}, "source_b": {"num_examples": 2}}}
+    slices["eval"] = {"All Examples": {"num_examples": 1}, "source_a": {"num_examples": 1}}
+    read = {"a": ex.SourceData("a", count=5), "b": ex.SourceData("b", count=3)}
+    for statistics, expected, note in (
+        ({"splits": slices}, ["5", "2", "7"], "apart from ingestion: StatisticsGen's per-source slices, all splits."),
+        (None, ["-", "-", "-"], "apart from ingestion: not counted in this run (no per-source statistics from StatisticsGen)."),
+    ):
+        doc = Doc("r")
+        sources_section.sources(doc, {"ingest": ingest, "examples": read, "statistics": statistics}, ReportOptions())
+        rows = Page(doc.html()).tables["table-sources"][1:]
+        assert [r[-1] for r in rows] == expected and note in html.unescape(doc.html())
+    legacy = {n: ex.SourceData(n, count=c, totals_from=ex.FROM_EXAMPLES) for n, c in (("a", 5), ("b", 2))}
+    assert sources_section.in_examples({"examples": legacy}) == ({"a": 5, "b": 2}, "the examples read back for this report")
 
 
 def test_training_curves_from_keras_style_tensorboard_logs(tmp_path):
@@ -196,7 +308,7 @@ def test_quarantine_is_summarised_by_reason_and_listed():
     sources_section.sources(doc, {"ingest": ingest, "examples": None}, ReportOptions(quarantine_rows=1))
     page = Page(doc.html())
     assert page.tables["table-sources"][1][:4] == ["nih", "nih", "5", "3"]
-    assert page.tables["table-sources"][1][-1] == "0"  # nothing read back: flagged against written
+    assert page.tables["table-sources"][1][-1] == "-"  # not counted apart from ingestion: no StatisticsGen, no full read
     assert page.tables["table-quarantine-reasons"][1:] == [["nih", "no label row", "1"], ["nih", "truncated image", "1"]]
     assert page.tables["table-quarantine"][1:] == [["nih", "images/x.png", "truncated image"]]
     assert "1 of 2 quarantined inputs listed" in doc.html()

@@ -148,6 +148,8 @@ def test_sources_match_the_ingest_report_and_the_examples(pipeline_run, page):
         for r in labels.values():
             assert sum(int(r[f"{name} {k}"]) for k in ("positive", "negative", "unknown")) == counted[name]
     assert "Nothing was quarantined." in page[0]  # the demo archive has no bad file
+    # The totals come from ingestion's report.json; the Examples are read only for the samples.
+    assert page[0].count("every image, counted by CxrExampleGen while it wrote them") == 2
 
 
 @pytest.mark.slow
