@@ -5,10 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from pipelines.demo.fields import upsample2
+
 FLOAT = np.float32
+
+# Phantoms at least this many pixels high and wide (the NIH originals' 1024 px and up) evaluate their smooth terms
+# on the half-resolution grid of 2x2 pixel blocks and interpolate them (``Field``), and blur, add noise and apply
+# the film curve there (``phantom.py``); their masks, and the edges the masks give the image, stay at full
+# resolution. This one rule is the only switch by size: smaller phantoms are drawn pixel by pixel, and their
+# bytes (the tests' archives, the demo's) do not change.
+COARSE_MIN_SIZE = 1024
 
 # (rows, cols) of a rectangle of pixels.
 Window = tuple[slice, slice]
@@ -58,6 +68,11 @@ class BodyFrame:
         return self.x.shape[0], self.x.shape[1]
 
     @property
+    def coarse(self) -> bool:
+        """Whether the phantom's smooth terms are drawn on the half-resolution grid (see ``COARSE_MIN_SIZE``)."""
+        return min(self.shape) >= COARSE_MIN_SIZE
+
+    @property
     def whole(self) -> Window:
         """The window of the whole image."""
         return slice(0, self.x.shape[0]), slice(0, self.x.shape[1])
@@ -100,6 +115,17 @@ class BodyFrame:
             _slice(math.floor(min(cols)) - _MARGIN_PX, math.ceil(max(cols)) + _MARGIN_PX + 1, width),
         )
 
+    def points(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float32 (x, y) of the points at ``rows`` x ``cols`` (positions in pixels, a pixel's centre at its index + 0.5)."""
+        x = np.empty((rows.size, cols.size), dtype=FLOAT)
+        y = np.empty_like(x)
+        _fill_coordinates(self._params(), rows, cols, x, y)
+        return x, y
+
+    def _params(self) -> tuple[int, int, float, float, float, float]:
+        """(height, width, center_x, shift_y, cos_t, sin_t): what maps positions to the frame."""
+        return *self.shape, self.center_x, self.shift_y, self.cos_t, self.sin_t
+
     def _to_frame(self, col: float, row: float) -> tuple[float, float]:
         """Frame (x, y) of the pixel position (col, row), in float64 (``x`` and ``y`` hold it in float32)."""
         height, width = self.shape
@@ -124,19 +150,116 @@ def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
     scale = rng.uniform(0.92, 1.04)
     tilt = math.radians(rng.uniform(-4.0, 4.0))
     cos_t, sin_t = math.cos(tilt) / scale, math.sin(tilt) / scale
-    col = (np.arange(width, dtype=np.float64) + 0.5) / width - center_x
-    row = (np.arange(height, dtype=np.float64) + 0.5) / height - 0.5
     x = np.empty((height, width), dtype=FLOAT)
     y = np.empty((height, width), dtype=FLOAT)
-    # Summed in float64 and rounded once, chunk by chunk (no image-sized float64 temporaries).
-    row_x, col_x = row * sin_t, col * cos_t
-    row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
-    for rows, _ in row_chunks((slice(0, height), slice(0, width))):
-        np.add(row_x[rows, None], col_x[None, :], out=x[rows], casting="same_kind")
-        np.subtract(row_y[rows, None], col_y[None, :], out=y[rows], casting="same_kind")
+    centres = np.arange(height, dtype=np.float64) + 0.5, np.arange(width, dtype=np.float64) + 0.5
+    _fill_coordinates((height, width, center_x, shift_y, cos_t, sin_t), *centres, x, y)
     x.flags.writeable = False
     y.flags.writeable = False
     return BodyFrame(x=x, y=y, px_per_unit=width * scale, center_x=center_x, shift_y=shift_y, cos_t=cos_t, sin_t=sin_t)
+
+
+def _fill_coordinates(
+    params: tuple[int, int, float, float, float, float], rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> None:
+    """Writes the frame coordinates of the points ``rows`` x ``cols`` (pixel positions) into float32 ``x`` and ``y``.
+
+    Summed in float64 and rounded once, chunk by chunk, through one float64 scratch array (a ufunc that casts into
+    its float32 output is three times slower).
+    """
+    height, width, center_x, shift_y, cos_t, sin_t = params
+    col = cols / width - center_x
+    row = rows / height - 0.5
+    row_x, col_x = row * sin_t, col * cos_t
+    row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
+    step = max(1, _CHUNK_PIXELS // max(1, cols.size))
+    scratch = np.empty((min(step, rows.size), cols.size))
+    for start in range(0, rows.size, step):
+        band = slice(start, min(rows.size, start + step))
+        part = scratch[: band.stop - band.start]
+        np.add(row_x[band, None], col_x[None, :], out=part)
+        x[band] = part
+        np.subtract(row_y[band, None], col_y[None, :], out=part)
+        y[band] = part
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The points a term is evaluated at: a chunk of the image's pixels, or points of the half-resolution grid.
+
+    Attributes:
+        x: (h, w) float32 body-frame x of the points.
+        y: (h, w) float32 body-frame y of the points.
+        rows: (h,) float64 positions of the points' rows in pixels (a pixel's centre is its index + 0.5).
+        cols: (w,) float64 positions of the points' columns in pixels.
+        window: The pixels, when the points are pixels; None on the half-resolution grid.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    window: Window | None
+
+    def smooth(self, field: SmoothFieldLike) -> np.ndarray:
+        """A ``fields.SmoothField`` at the points: (h, w) float32."""
+        return field.window(*self.window) if self.window is not None else field.at(self.rows, self.cols)
+
+
+class SmoothFieldLike(Protocol):
+    """What ``Grid.smooth`` needs of a ``fields.SmoothField``."""
+
+    def window(self, rows: slice, cols: slice) -> np.ndarray: ...
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray: ...
+
+
+class Field:
+    """One or more terms of a structure over a window, as functions of the points: ``compute(grid)``.
+
+    ``field(chunk)`` gives the terms over a chunk of the window's pixels. On a phantom drawn pixel by pixel it
+    is ``compute`` evaluated on the chunk's pixels. On the half-resolution grid (``BodyFrame.coarse``),
+    ``compute`` runs once, on the grid's points around the window, and ``field(chunk)`` interpolates them
+    (``fields.upsample2``): a quarter of the work, for terms that are continuous, or smooth over a few pixels.
+    A mask made from a field (a threshold on it) is exact for the image when the image takes its edge from that
+    mask, whatever grid the field came from.
+    """
+
+    def __init__(self, frame: BodyFrame, window: Window, compute: Callable[[Grid], np.ndarray | tuple[np.ndarray, ...]]) -> None:
+        self._frame, self._compute = frame, compute
+        self._points: list[np.ndarray] | None = None
+        rows, cols = window
+        if not frame.coarse or rows.start >= rows.stop or cols.start >= cols.stop:
+            return
+        # The grid points around the window's pixels (see ``upsample2``), evaluated in chunks.
+        self._origin = ((rows.start - 1) // 2, (cols.start - 1) // 2)
+        size = ((rows.stop - 2) // 2 + 2 - self._origin[0], (cols.stop - 2) // 2 + 2 - self._origin[1])
+        positions = [2.0 * (origin + np.arange(count)) + 1.0 for origin, count in zip(self._origin, size, strict=True)]
+        self._tuple = False
+        for chunk_rows, _ in row_chunks((slice(0, size[0]), slice(0, size[1]))):
+            row_positions = positions[0][chunk_rows]
+            terms = compute(Grid(*frame.points(row_positions, positions[1]), row_positions, positions[1], None))
+            self._tuple = isinstance(terms, tuple)
+            terms = terms if self._tuple else (terms,)
+            if self._points is None:
+                self._points = [np.empty(size, dtype=FLOAT) for _ in terms]
+            for points, term in zip(self._points, terms, strict=True):
+                points[chunk_rows] = term
+
+    def __call__(self, chunk: Window) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The terms over ``chunk`` (inside the window): chunk-sized float32 arrays, as ``compute`` returns them."""
+        if self._points is None:
+            rows, cols = chunk
+            grid = Grid(
+                self._frame.x[chunk],
+                self._frame.y[chunk],
+                np.arange(rows.start, rows.stop) + 0.5,
+                np.arange(cols.start, cols.stop) + 0.5,
+                chunk,
+            )
+            return self._compute(grid)
+        terms = tuple(upsample2(points, self._origin, chunk) for points in self._points)
+        return terms if self._tuple else terms[0]
 
 
 def _slice(start: int, stop: int, size: int) -> slice:
