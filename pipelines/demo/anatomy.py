@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipelines.demo.fields import SmoothCurve, SmoothField
-from pipelines.demo.frame import FLOAT, BodyFrame, Patch, Window, evaluate, relative, row_chunks, side_windows
+from pipelines.demo.frame import FLOAT, BodyFrame, Field, Grid, Patch, Window, evaluate, relative, row_chunks, side_windows
 
 # atan(t) ~ t * P(t^2) on [0, 1], least-squares fit weighted towards minimax: max error 3e-7 rad in float32.
 _ATAN_COEFFICIENTS = (
@@ -93,45 +95,74 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
 
     # Each part is drawn in the window where it can be non-zero and merged with max/or, which
     # do not mind a pixel drawn twice.
-    for chunk in row_chunks(frame.window((-torso_half, torso_half), (0.06, 1.26))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        torso_r = _power(np.abs(fx) / torso_half, torso_exp)
-        torso_r += _power(np.abs(fy - 0.66) / 0.6, torso_exp)
+    def torso(grid: Grid) -> np.ndarray:
+        torso_r = _power(np.abs(grid.x) / torso_half, torso_exp)
+        torso_r += _power(np.abs(grid.y - 0.66) / 0.6, torso_exp)
+        return torso_r
+
+    window = frame.window((-torso_half, torso_half), (0.06, 1.26))
+    torso_r_of = Field(frame, window, torso)
+    for chunk in row_chunks(window):
+        torso_r = torso_r_of(chunk)
         np.less_equal(torso_r, 1.0, out=body[chunk])
-        np.clip(1.0 - torso_r, 0.0, 1.0, out=depth[chunk])
+        # Into a scratch array first: a ufunc writing into a strided window of the image is three times slower.
+        depth[chunk] = np.clip(1.0 - torso_r, 0.0, 1.0)
 
     # Shoulder girdle: everything below a line sloping down from the neck, out to the shoulder tip
     # (which lies below the neck's base).
-    for chunk in row_chunks(frame.window((-shoulder_half, shoulder_half), (neck_base, 0.42))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        ax = np.abs(fx)
+    # Each part gives a signed distance-like term, positive exactly inside it (a continuous term: its sign is the
+    # part's outline wherever it was evaluated), and its thickness in [0, 1].
+    def shoulder(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        ax, fy = np.abs(grid.x), grid.y
         shoulder_top = neck_base + shoulder_slope * np.clip(ax - neck_half, 0.0, None)
-        shoulder_in = np.clip((fy - shoulder_top) / 0.06, 0.0, 1.0) * np.clip((shoulder_half - ax) / 0.05, 0.0, 1.0)
-        shoulder_in *= np.clip((0.42 - fy) / 0.1, 0.0, 1.0)
-        np.maximum(depth[chunk], 0.7 * shoulder_in, out=depth[chunk])
-        body[chunk] |= shoulder_in > 0.0
+        below_top, inside_tip, above_base = (fy - shoulder_top) / 0.06, (shoulder_half - ax) / 0.05, (0.42 - fy) / 0.1
+        shoulder_in = np.clip(below_top, 0.0, 1.0) * np.clip(inside_tip, 0.0, 1.0)
+        shoulder_in *= np.clip(above_base, 0.0, 1.0)
+        return np.minimum(below_top, np.minimum(inside_tip, above_base)), shoulder_in
+
+    _merge(frame, frame.window((-shoulder_half, shoulder_half), (neck_base, 0.42)), shoulder, 0.7, body, depth)
 
     # Upper arm: a band hanging from a rounded deltoid cap at the shoulder tip.
     tip_y = neck_base + shoulder_slope * (shoulder_half - neck_half)
     cap_y = tip_y + 0.5 * arm_half
     # The arm drifts outwards as it hangs, at most down to the bottom of the image.
     reach = shoulder_half + arm_drift * max(0.0, frame.y_extent[1] - cap_y)
-    for win in side_windows(frame, (shoulder_half - 2 * arm_half, reach), (cap_y - arm_half, math.inf)):
-        for chunk in row_chunks(win):
-            fx, fy = frame.x[chunk], frame.y[chunk]
-            arm_center = shoulder_half - arm_half + arm_drift * np.clip(fy - cap_y, 0.0, None)
-            above_cap = np.clip(cap_y - fy, 0.0, None)
-            distance2 = np.square(np.abs(fx) - arm_center) + np.square(above_cap)
-            arm_in = np.clip(1.0 - distance2 * (1.0 / arm_half**2), 0.0, 1.0)
-            np.maximum(depth[chunk], 0.35 * arm_in, out=depth[chunk])
-            body[chunk] |= arm_in > 0.0
 
-    for chunk in row_chunks(frame.window((-neck_half, neck_half), (-math.inf, 0.3))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        neck_in = np.clip(1.0 - np.square(fx / neck_half), 0.0, 1.0) * (fy <= 0.3)
-        np.maximum(depth[chunk], 0.5 * neck_in, out=depth[chunk])
-        body[chunk] |= neck_in > 0.0
+    def arm(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        arm_center = shoulder_half - arm_half + arm_drift * np.clip(grid.y - cap_y, 0.0, None)
+        above_cap = np.clip(cap_y - grid.y, 0.0, None)
+        distance2 = np.square(np.abs(grid.x) - arm_center) + np.square(above_cap)
+        arm_in = 1.0 - distance2 * (1.0 / arm_half**2)
+        return arm_in, np.clip(arm_in, 0.0, 1.0)
+
+    for win in side_windows(frame, (shoulder_half - 2 * arm_half, reach), (cap_y - arm_half, math.inf)):
+        _merge(frame, win, arm, 0.35, body, depth)
+
+    def neck(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        neck_in = np.where(grid.y <= 0.3, 1.0 - np.square(grid.x / neck_half), -1.0)
+        return neck_in, np.clip(neck_in, 0.0, 1.0)
+
+    _merge(frame, frame.window((-neck_half, neck_half), (-math.inf, 0.3)), neck, 0.5, body, depth)
     return body, depth
+
+
+def _merge(
+    frame: BodyFrame,
+    window: Window,
+    part: Callable[[Grid], tuple[np.ndarray, np.ndarray]],
+    thickness: float,
+    body: np.ndarray,
+    depth: np.ndarray,
+) -> None:
+    """Merges a body part into ``body`` (or) and ``depth`` (max of its thickness times ``thickness``).
+
+    ``part`` gives a term positive exactly inside the part, and the part's thickness in [0, 1].
+    """
+    part_of = Field(frame, window, part)
+    for chunk in row_chunks(window):
+        inside, part_thickness = part_of(chunk)
+        np.maximum(depth[chunk], thickness * part_thickness, out=depth[chunk])
+        body[chunk] |= inside > 0.0
 
 
 def _power(base: np.ndarray, exponent: float) -> np.ndarray:
@@ -203,9 +234,10 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
     win = frame.window(x_range, (geo.apex_y, geo.base_y))
     shape = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=bool)
     air = np.empty(shape.shape, dtype=FLOAT)
-    for chunk in row_chunks(win):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        distance = geo.side * fx + wobble(fy)
+
+    def lung(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        fy = grid.y
+        distance = geo.side * grid.x + wobble(fy)
         medial_bump = aortic_knob * np.exp(-np.square((fy - 0.29) / 0.035)) if aortic_knob is not None else 0.0
         t = (fy - geo.apex_y) * (1.0 / (geo.base_y - geo.apex_y))
         # Lungs keep widening slightly down to the base, which is their widest part.
@@ -213,12 +245,19 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
         lateral = geo.apex_d + (geo.lateral - geo.apex_d) * _quarter_ellipse(t, geo.full_lateral_t) * widening
         medial = geo.apex_d - (geo.apex_d - geo.medial) * _quarter_ellipse(t, geo.full_medial_t) + medial_bump
         floor = _diaphragm(geo, distance)
-        inside = (t >= 0.0) & (distance >= medial) & (distance <= lateral) & (fy <= floor)
-        inside &= body[chunk]
+        # Inside where all four are >= 0: below the apex, between the borders, above the diaphragm (in float32,
+        # a >= b exactly when a - b >= 0). Their minimum is continuous, so it can be interpolated.
+        edge = np.minimum(np.minimum(t, distance - medial), np.minimum(lateral - distance, floor - fy))
         half_width = np.maximum((lateral - medial) * 0.5, 1e-6)
         across = np.sqrt(np.clip((distance - medial) * (lateral - distance), 0.0, None)) / half_width
         vertical = np.sqrt(np.clip((floor - fy) * 20.0, 0.0, 1.0) * np.clip(t * 12.0, 0.0, 1.0))
-        thickness = (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
+        return edge, (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
+
+    lung_of = Field(frame, win, lung)
+    for chunk in row_chunks(win):
+        edge, thickness = lung_of(chunk)
+        inside = edge >= 0.0
+        inside &= body[chunk]
         part = relative(chunk, win)
         shape[part] = inside
         air[part] = thickness * inside
@@ -301,37 +340,33 @@ def lung_markings(
     patches = []
     for geo, lung in zip(lungs, drawn, strict=True):
         streak_curve = SmoothCurve(rng, cells=110, amplitude=1.0)
+        markings_of = Field(
+            frame, lung.window, functools.partial(_markings, geo=geo, streak_curve=streak_curve, bend=bend, mottle=mottle)
+        )
         values = np.empty(lung.mask.shape, dtype=FLOAT)
         for chunk in row_chunks(lung.window):
-            values[relative(chunk, lung.window)] = _markings(frame, chunk, geo, lung, streak_curve, bend, mottle)
+            part = relative(chunk, lung.window)
+            values[part] = lung.mask[part] * markings_of(chunk)
         patches.append((lung.window, values))
     return patches
 
 
-def _markings(
-    frame: BodyFrame,
-    chunk: Window,
-    geo: LungGeometry,
-    lung: Lung,
-    streak_curve: SmoothCurve,
-    bend: SmoothField,
-    mottle: SmoothField,
-) -> np.ndarray:
-    """The lung markings of one lung over a chunk of its window."""
+def _markings(grid: Grid, geo: LungGeometry, streak_curve: SmoothCurve, bend: SmoothField, mottle: SmoothField) -> np.ndarray:
+    """The lung markings of one lung at the points of ``grid``, before the lung's mask."""
     hilum_d = geo.medial + 0.025
     hilum_y = geo.apex_y + 0.45 * (geo.base_y - geo.apex_y)
-    ddx, ddy = geo.side * frame.x[chunk] - hilum_d, frame.y[chunk] - hilum_y
+    ddx, ddy = geo.side * grid.x - hilum_d, grid.y - hilum_y
     radius = np.sqrt(np.square(ddx) + np.square(ddy))
     # Bending the angle with a smooth field turns straight spokes into curving vessels.
-    angle = _arctan2(ddy, ddx) + 0.2 * bend.window(*chunk)
+    angle = _arctan2(ddy, ddx) + 0.2 * grid.smooth(bend)
     # Capped so a rare large knot does not become a bone-bright vessel.
     streaks = np.clip(streak_curve(angle * (1.0 / (2 * np.pi)) + 0.5), 0.0, 1.2)
     # Streaks start outside the hilar shadow, where converging spokes would look artificial.
     fade = np.clip((radius - 0.02) * 15.0, 0.0, 1.0) * np.exp(radius * (-1.0 / 0.14))
     hilum = np.exp(-np.square(ddx * (1.0 / 0.035)) - np.square(ddy * (1.0 / 0.07)))
-    lung_mottle = mottle.window(*chunk)
+    lung_mottle = grid.smooth(mottle)
     texture = (0.08 * streaks * streaks) * fade * np.clip(0.3 + 0.7 * lung_mottle, 0.0, None) + 0.08 * hilum
-    return lung.mask[relative(chunk, lung.window)] * (texture + 0.012 * lung_mottle)
+    return texture + 0.012 * lung_mottle
 
 
 def _arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -52,6 +52,10 @@ class BodyFrame:
         shift_y: Vertical shift of the patient, in image-height fractions.
         cos_t: cos(tilt) / scale.
         sin_t: sin(tilt) / scale.
+        grid_x: On the half-resolution grid (``COARSE_MIN_SIZE``), the float32 x of its points (i, j), the centres
+            of the pixel blocks (2i, 2j) to (2i + 1, 2j + 1), at [i + 1, j + 1] for i from -1 to ceil(H / 2)
+            (the points around every pixel); None for a phantom drawn pixel by pixel.
+        grid_y: Likewise the y of the grid's points.
     """
 
     x: np.ndarray
@@ -61,6 +65,8 @@ class BodyFrame:
     shift_y: float
     cos_t: float
     sin_t: float
+    grid_x: np.ndarray | None = None
+    grid_y: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -70,7 +76,7 @@ class BodyFrame:
     @property
     def coarse(self) -> bool:
         """Whether the phantom's smooth terms are drawn on the half-resolution grid (see ``COARSE_MIN_SIZE``)."""
-        return min(self.shape) >= COARSE_MIN_SIZE
+        return self.grid_x is not None
 
     @property
     def whole(self) -> Window:
@@ -115,17 +121,6 @@ class BodyFrame:
             _slice(math.floor(min(cols)) - _MARGIN_PX, math.ceil(max(cols)) + _MARGIN_PX + 1, width),
         )
 
-    def points(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Float32 (x, y) of the points at ``rows`` x ``cols`` (positions in pixels, a pixel's centre at its index + 0.5)."""
-        x = np.empty((rows.size, cols.size), dtype=FLOAT)
-        y = np.empty_like(x)
-        _fill_coordinates(self._params(), rows, cols, x, y)
-        return x, y
-
-    def _params(self) -> tuple[int, int, float, float, float, float]:
-        """(height, width, center_x, shift_y, cos_t, sin_t): what maps positions to the frame."""
-        return *self.shape, self.center_x, self.shift_y, self.cos_t, self.sin_t
-
     def _to_frame(self, col: float, row: float) -> tuple[float, float]:
         """Frame (x, y) of the pixel position (col, row), in float64 (``x`` and ``y`` hold it in float32)."""
         height, width = self.shape
@@ -150,30 +145,40 @@ def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
     scale = rng.uniform(0.92, 1.04)
     tilt = math.radians(rng.uniform(-4.0, 4.0))
     cos_t, sin_t = math.cos(tilt) / scale, math.sin(tilt) / scale
-    x = np.empty((height, width), dtype=FLOAT)
-    y = np.empty((height, width), dtype=FLOAT)
-    centres = np.arange(height, dtype=np.float64) + 0.5, np.arange(width, dtype=np.float64) + 0.5
-    _fill_coordinates((height, width, center_x, shift_y, cos_t, sin_t), *centres, x, y)
-    x.flags.writeable = False
-    y.flags.writeable = False
-    return BodyFrame(x=x, y=y, px_per_unit=width * scale, center_x=center_x, shift_y=shift_y, cos_t=cos_t, sin_t=sin_t)
+    params = (height, width, center_x, shift_y, cos_t, sin_t)
+    coarse = min(height, width) >= COARSE_MIN_SIZE
+    # Pixel centres are at index + 0.5; the grid's points at 2 i + 1, from i = -1.
+    x, y = _coordinates(params, np.arange(height) + 0.5, np.arange(width) + 0.5, exact=not coarse)
+    grid = (
+        _coordinates(
+            params, 2.0 * np.arange(-1, (height + 1) // 2 + 1) + 1.0, 2.0 * np.arange(-1, (width + 1) // 2 + 1) + 1.0, exact=False
+        )
+        if coarse
+        else (None, None)
+    )
+    return BodyFrame(x, y, width * scale, center_x, shift_y, cos_t, sin_t, *grid)
 
 
-def _fill_coordinates(
-    params: tuple[int, int, float, float, float, float], rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y: np.ndarray
-) -> None:
-    """Writes the frame coordinates of the points ``rows`` x ``cols`` (pixel positions) into float32 ``x`` and ``y``.
+def _coordinates(
+    params: tuple[int, int, float, float, float, float], rows: np.ndarray, cols: np.ndarray, *, exact: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only float32 (x, y) of the points ``rows`` x ``cols`` (positions in pixels).
 
-    Summed in float64 and rounded once, chunk by chunk, through one float64 scratch array (a ufunc that casts into
-    its float32 output is three times slower).
+    ``exact``: summed in float64 and rounded once, chunk by chunk, through one float64 scratch array (a ufunc
+    that casts into its float32 output is three times slower); otherwise summed in float32, three times faster
+    again, to a float32 rounding or two (the rule for phantoms on the half-resolution grid, ``COARSE_MIN_SIZE``).
     """
     height, width, center_x, shift_y, cos_t, sin_t = params
     col = cols / width - center_x
     row = rows / height - 0.5
     row_x, col_x = row * sin_t, col * cos_t
     row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
+    if not exact:
+        row_x, col_x, row_y, col_y = (term.astype(FLOAT) for term in (row_x, col_x, row_y, col_y))
+    x = np.empty((rows.size, cols.size), dtype=FLOAT)
+    y = np.empty_like(x)
     step = max(1, _CHUNK_PIXELS // max(1, cols.size))
-    scratch = np.empty((min(step, rows.size), cols.size))
+    scratch = np.empty((min(step, rows.size), cols.size), dtype=row_x.dtype)
     for start in range(0, rows.size, step):
         band = slice(start, min(rows.size, start + step))
         part = scratch[: band.stop - band.start]
@@ -181,6 +186,9 @@ def _fill_coordinates(
         x[band] = part
         np.subtract(row_y[band, None], col_y[None, :], out=part)
         y[band] = part
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
 
 
 @dataclass(frozen=True)
@@ -235,10 +243,12 @@ class Field:
         self._origin = ((rows.start - 1) // 2, (cols.start - 1) // 2)
         size = ((rows.stop - 2) // 2 + 2 - self._origin[0], (cols.stop - 2) // 2 + 2 - self._origin[1])
         positions = [2.0 * (origin + np.arange(count)) + 1.0 for origin, count in zip(self._origin, size, strict=True)]
+        grid_cols = slice(self._origin[1] + 1, self._origin[1] + 1 + size[1])
         self._tuple = False
         for chunk_rows, _ in row_chunks((slice(0, size[0]), slice(0, size[1]))):
-            row_positions = positions[0][chunk_rows]
-            terms = compute(Grid(*frame.points(row_positions, positions[1]), row_positions, positions[1], None))
+            grid_rows = slice(chunk_rows.start + self._origin[0] + 1, chunk_rows.stop + self._origin[0] + 1)
+            x, y = frame.grid_x[grid_rows, grid_cols], frame.grid_y[grid_rows, grid_cols]
+            terms = compute(Grid(x, y, positions[0][chunk_rows], positions[1], None))
             self._tuple = isinstance(terms, tuple)
             terms = terms if self._tuple else (terms,)
             if self._points is None:

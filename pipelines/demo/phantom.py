@@ -20,8 +20,8 @@ from pipelines.demo.anatomy import (
     lung_markings,
 )
 from pipelines.demo.bones import add_bones, draw_skeleton
-from pipelines.demo.fields import SmoothCurve, SmoothField, gaussian_blur, smooth_noise
-from pipelines.demo.frame import body_frame, row_chunks
+from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_blur, coarse_noise, gaussian_blur, smooth_noise, upsample2
+from pipelines.demo.frame import FLOAT, body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 
 logger = logging.getLogger(__name__)
@@ -250,17 +250,24 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
             attenuation[patch[0]] += patch[1]
 
     pixel_scale = width / 256.0
-    gaussian_blur(attenuation, 0.6 * pixel_scale, out=attenuation)
-    noise_sigma = 0.5 * pixel_scale
-    noise = smooth_noise(_stream(seed, _STREAM_NOISE), (height, width), noise_sigma)
+    blur_sigma, noise_sigma = 0.6 * pixel_scale, 0.5 * pixel_scale
+    noise_rng = _stream(seed, _STREAM_NOISE)
+    if frame.coarse:
+        # On the half-resolution grid: the means of 2x2 blocks keep the masks' edges where they are, and the
+        # blurred image and noise hold nothing the grid cannot carry.
+        exposed = coarse_blur(attenuation, blur_sigma)
+        noise = coarse_noise(noise_rng, exposed.shape, noise_sigma)
+    else:
+        exposed = gaussian_blur(attenuation, blur_sigma, out=attenuation)
+        noise = smooth_noise(noise_rng, (height, width), noise_sigma)
     noise *= 0.018
-    attenuation += noise
+    exposed += noise
 
     # The anatomy's 99.7th percentile maps to white (the densest bone saturates, like a
     # windowed radiograph). It is taken before effusion/opacity/TB are drawn, so those findings
     # only ever add signal and never re-window the rest of the image.
     max_value = 255 if bit_depth == 8 else _MAX_VALUE_16
-    image = _display(attenuation, reference, max_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    image = _display(exposed, reference, max_value, (height, width)).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
     logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, heart.ctr)
     return Phantom(
@@ -292,9 +299,14 @@ def phantom_demographics(seed: int) -> tuple[str, int]:
     return sex, int(patient_rng.integers(18, 86))
 
 
-def _display(attenuation: np.ndarray, reference: float, max_value: int) -> np.ndarray:
-    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve (in place, float32)."""
+def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: tuple[int, int]) -> np.ndarray:
+    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve: (H, W) float32.
+
+    ``attenuation`` is the (H, W) image (changed in place and returned), or on the half-resolution grid its
+    (ceil(H / 2), ceil(W / 2)) points: the film curve is applied to them, then interpolated to the pixels.
+    """
     white = 1.0 / _film_curve(1.0)
+    pixels = attenuation.shape == shape
     for chunk in row_chunks((slice(0, attenuation.shape[0]), slice(0, attenuation.shape[1]))):
         scaled = attenuation[chunk]
         scaled *= 1.0 / reference
@@ -305,8 +317,18 @@ def _display(attenuation: np.ndarray, reference: float, max_value: int) -> np.nd
         scaled *= white
         np.clip(scaled, 0.0, 1.0, out=scaled)
         scaled *= max_value
-        np.rint(scaled, out=scaled)
-    return attenuation
+        if pixels:
+            np.rint(scaled, out=scaled)
+    if pixels:
+        return attenuation
+    # Interpolation stays within [0, max_value]: only the rounding is left to do on the pixels. The grid's border
+    # points are repeated for the pixels outside its outermost points.
+    points = np.pad(attenuation, 1, mode="edge")
+    image = np.empty(shape, dtype=FLOAT)
+    for chunk in row_chunks((slice(0, shape[0]), slice(0, shape[1]))):
+        image[chunk] = upsample2(points, (-1, -1), chunk)
+        np.rint(image[chunk], out=image[chunk])
+    return image
 
 
 def _film_curve(x: np.ndarray | float, knee: float = _FILM_KNEE) -> np.ndarray | float:
