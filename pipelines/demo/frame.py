@@ -45,8 +45,9 @@ class BodyFrame:
     is what makes rendering cheap: most structures cover a small part of the image.
 
     Attributes:
-        x: (H, W) float32 signed distance from the midline (read-only).
-        y: (H, W) float32 height, head to feet (read-only).
+        x: (H, W) float32 signed distance from the midline (read-only; on the half-resolution grid a
+            ``LazyCoordinate``, indexed like it).
+        y: (H, W) float32 height, head to feet (likewise).
         px_per_unit: Pixels per body-frame unit, along the image width.
         center_x: Image-width fraction of the midline (before the tilt).
         shift_y: Vertical shift of the patient, in image-height fractions.
@@ -58,8 +59,8 @@ class BodyFrame:
         grid_y: Likewise the y of the grid's points.
     """
 
-    x: np.ndarray
-    y: np.ndarray
+    x: np.ndarray | LazyCoordinate
+    y: np.ndarray | LazyCoordinate
     px_per_unit: float
     center_x: float
     shift_y: float
@@ -148,31 +149,57 @@ def body_frame(rng: np.random.Generator, height: int, width: int) -> BodyFrame:
     params = (height, width, center_x, shift_y, cos_t, sin_t)
     coarse = min(height, width) >= COARSE_MIN_SIZE
     # Pixel centres are at index + 0.5; the grid's points at 2 i + 1, from i = -1.
-    x, y = _coordinates(params, np.arange(height) + 0.5, np.arange(width) + 0.5, exact=not coarse)
-    grid = (
-        _coordinates(
-            params, 2.0 * np.arange(-1, (height + 1) // 2 + 1) + 1.0, 2.0 * np.arange(-1, (width + 1) // 2 + 1) + 1.0, exact=False
-        )
-        if coarse
-        else (None, None)
-    )
-    return BodyFrame(x, y, width * scale, center_x, shift_y, cos_t, sin_t, *grid)
+    pixels = np.arange(height) + 0.5, np.arange(width) + 0.5
+    if not coarse:
+        return BodyFrame(*_coordinates(params, *pixels), width * scale, center_x, shift_y, cos_t, sin_t)
+    points = 2.0 * np.arange(-1, (height + 1) // 2 + 1) + 1.0, 2.0 * np.arange(-1, (width + 1) // 2 + 1) + 1.0
+    grid = _coordinates(params, *points, exact=False)
+    return BodyFrame(*_coordinates(params, *pixels, lazy=True), width * scale, center_x, shift_y, cos_t, sin_t, *grid)
+
+
+class LazyCoordinate:
+    """A float32 body-frame coordinate of every pixel, ``row[r] + col[c]``, computed when indexed like an array.
+
+    For phantoms on the half-resolution grid, which read the pixels' coordinates only over small windows (the
+    heart, the trachea, the findings): filling image-sized arrays would cost more than all of those reads.
+
+    Attributes:
+        shape: (H, W) of the image.
+    """
+
+    def __init__(self, row: np.ndarray, col: np.ndarray) -> None:
+        self._row, self._col = row.astype(FLOAT), col.astype(FLOAT)
+        self.shape = (row.size, col.size)
+
+    def __getitem__(self, key: tuple[slice | int, slice | int]) -> np.ndarray:
+        """The coordinate over (rows, cols): a new float32 array, or a float32 scalar for one pixel."""
+        row, col = self._row[key[0]], self._col[key[1]]
+        return row[:, None] + col[None, :] if np.ndim(row) and np.ndim(col) else row + col
 
 
 def _coordinates(
-    params: tuple[int, int, float, float, float, float], rows: np.ndarray, cols: np.ndarray, *, exact: bool
-) -> tuple[np.ndarray, np.ndarray]:
+    params: tuple[int, int, float, float, float, float],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    exact: bool = True,
+    lazy: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[LazyCoordinate, LazyCoordinate]:
     """Read-only float32 (x, y) of the points ``rows`` x ``cols`` (positions in pixels).
 
     ``exact``: summed in float64 and rounded once, chunk by chunk, through one float64 scratch array (a ufunc
     that casts into its float32 output is three times slower); otherwise summed in float32, three times faster
     again, to a float32 rounding or two (the rule for phantoms on the half-resolution grid, ``COARSE_MIN_SIZE``).
+    ``lazy``: summed in float32 when indexed (``LazyCoordinate``).
     """
     height, width, center_x, shift_y, cos_t, sin_t = params
     col = cols / width - center_x
     row = rows / height - 0.5
     row_x, col_x = row * sin_t, col * cos_t
     row_y, col_y = 0.5 + shift_y + row * cos_t, col * sin_t
+    if lazy:
+        # y = row_y - col_y: adding the negated term rounds the same.
+        return LazyCoordinate(row_x, col_x), LazyCoordinate(row_y, -col_y)
     if not exact:
         row_x, col_x, row_y, col_y = (term.astype(FLOAT) for term in (row_x, col_x, row_y, col_y))
     x = np.empty((rows.size, cols.size), dtype=FLOAT)

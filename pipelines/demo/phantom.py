@@ -21,7 +21,7 @@ from pipelines.demo.anatomy import (
 )
 from pipelines.demo.bones import add_bones, draw_skeleton
 from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_blur, coarse_noise, gaussian_blur, smooth_noise, upsample2
-from pipelines.demo.frame import FLOAT, body_frame, row_chunks
+from pipelines.demo.frame import body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
     # windowed radiograph). It is taken before effusion/opacity/TB are drawn, so those findings
     # only ever add signal and never re-window the rest of the image.
     max_value = 255 if bit_depth == 8 else _MAX_VALUE_16
-    image = _display(exposed, reference, max_value, (height, width)).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    image = _display(exposed, reference, max_value, (height, width), np.uint8 if bit_depth == 8 else np.uint16)
 
     logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, heart.ctr)
     return Phantom(
@@ -299,10 +299,10 @@ def phantom_demographics(seed: int) -> tuple[str, int]:
     return sex, int(patient_rng.integers(18, 86))
 
 
-def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: tuple[int, int]) -> np.ndarray:
-    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve: (H, W) float32.
+def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve: (H, W) of ``dtype``.
 
-    ``attenuation`` is the (H, W) image (changed in place and returned), or on the half-resolution grid its
+    ``attenuation`` is the (H, W) image (changed in place), or on the half-resolution grid its
     (ceil(H / 2), ceil(W / 2)) points: the film curve is applied to them, then interpolated to the pixels.
     """
     white = 1.0 / _film_curve(1.0)
@@ -320,14 +320,13 @@ def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: t
         if pixels:
             np.rint(scaled, out=scaled)
     if pixels:
-        return attenuation
+        return attenuation.astype(dtype)
     # Interpolation stays within [0, max_value]: only the rounding is left to do on the pixels. The grid's border
     # points are repeated for the pixels outside its outermost points.
     points = np.pad(attenuation, 1, mode="edge")
-    image = np.empty(shape, dtype=FLOAT)
+    image = np.empty(shape, dtype=dtype)
     for chunk in row_chunks((slice(0, shape[0]), slice(0, shape[1]))):
-        image[chunk] = upsample2(points, (-1, -1), chunk)
-        np.rint(image[chunk], out=image[chunk])
+        image[chunk] = np.rint(upsample2(points, (-1, -1), chunk))
     return image
 
 
