@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.demo.canvas import Canvas
 from pipelines.demo.fields import SmoothCurve, SmoothField
 from pipelines.demo.frame import FLOAT, BodyFrame, Field, Grid, Patch, Window, evaluate, relative, row_chunks, side_windows
 
@@ -332,23 +333,15 @@ def draw_heart(
 
 
 def lung_markings(
-    rng: np.random.Generator, frame: BodyFrame, lungs: tuple[LungGeometry, LungGeometry], drawn: list[Lung]
-) -> list[Patch]:
-    """Hilar shadows and branching vessel-like streaks that fade towards the lung periphery, one patch per lung."""
+    rng: np.random.Generator, frame: BodyFrame, lungs: tuple[LungGeometry, LungGeometry], drawn: list[Lung], canvas: Canvas
+) -> None:
+    """Adds hilar shadows and branching vessel-like streaks that fade towards the lung periphery, inside each lung."""
     bend = SmoothField(rng, frame.shape, (7, 7))
     mottle = SmoothField(rng, frame.shape, (20, 20))
-    patches = []
     for geo, lung in zip(lungs, drawn, strict=True):
         streak_curve = SmoothCurve(rng, cells=110, amplitude=1.0)
-        markings_of = Field(
-            frame, lung.window, functools.partial(_markings, geo=geo, streak_curve=streak_curve, bend=bend, mottle=mottle)
-        )
-        values = np.empty(lung.mask.shape, dtype=FLOAT)
-        for chunk in row_chunks(lung.window):
-            part = relative(chunk, lung.window)
-            values[part] = lung.mask[part] * markings_of(chunk)
-        patches.append((lung.window, values))
-    return patches
+        markings = functools.partial(_markings, geo=geo, streak_curve=streak_curve, bend=bend, mottle=mottle)
+        canvas.add(lung.window, markings, mask=lung.mask, mask_window=lung.window)
 
 
 def _markings(grid: Grid, geo: LungGeometry, streak_curve: SmoothCurve, bend: SmoothField, mottle: SmoothField) -> np.ndarray:

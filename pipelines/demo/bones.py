@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.demo.anatomy import LungGeometry
-from pipelines.demo.frame import BodyFrame, Field, Grid, Window, row_chunks, side_windows
+from pipelines.demo.canvas import Canvas
+from pipelines.demo.frame import BodyFrame, Grid, Window, side_windows
 
 _RIB_COUNT = 10
 _ANTERIOR_RIB_COUNT = 6
@@ -73,19 +74,14 @@ def draw_skeleton(
     )
 
 
-def add_bones(frame: BodyFrame, bones: Skeleton, body: np.ndarray, attenuation: np.ndarray) -> None:
+def add_bones(frame: BodyFrame, bones: Skeleton, body: np.ndarray, canvas: Canvas) -> None:
     """Adds the bones' attenuation inside the body: spine, posterior and anterior ribs, clavicles, humeral heads.
 
     Every bone is drawn only in the window where it can be non-zero.
     """
 
     def add(window: Window, bone: Callable[[Grid], np.ndarray]) -> None:
-        values_of = Field(frame, window, bone)
-        for chunk in row_chunks(window):
-            values = values_of(chunk)
-            values *= bones.density
-            values *= body[chunk]
-            attenuation[chunk] += values
+        canvas.add(window, bone, scale=bones.density, mask=body)
 
     def spine(grid: Grid) -> np.ndarray:
         spine_profile = np.sqrt(np.clip(1.0 - np.square(grid.x * (1.0 / bones.spine_half)), 0.0, None))

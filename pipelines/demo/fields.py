@@ -247,17 +247,16 @@ def coarse_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     return noise
 
 
-def coarse_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """``gaussian_blur(image, sigma)`` on the half-resolution grid: the means of 2x2 blocks, blurred there.
+def grid_blur(points: np.ndarray, sigma: float) -> np.ndarray:
+    """``gaussian_blur(image, sigma)`` for the means of the image's 2x2 blocks (``downsample2``), in place.
 
     Interpolated back to the pixels (``upsample2``), it spreads the image as much as the full-resolution blur:
-    the grid's blur leaves out the variance the block means and the interpolation add.
+    the grid's blur leaves out the variance that the block means and the interpolation add.
 
     Returns:
-        (ceil(H / 2), ceil(W / 2)) float32.
+        ``points``, blurred.
     """
-    coarse = downsample2(image)
-    return gaussian_blur(coarse, _coarse_sigma(sigma, _BLOCK_MEAN_VARIANCE + _INTERPOLATION_VARIANCE), out=coarse)
+    return gaussian_blur(points, _coarse_sigma(sigma, _BLOCK_MEAN_VARIANCE + _INTERPOLATION_VARIANCE), out=points)
 
 
 def _coarse_sigma(sigma: float, resampling_variance: float) -> float:

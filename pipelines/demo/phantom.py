@@ -20,7 +20,8 @@ from pipelines.demo.anatomy import (
     lung_markings,
 )
 from pipelines.demo.bones import add_bones, draw_skeleton
-from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_blur, coarse_noise, gaussian_blur, smooth_noise, upsample2
+from pipelines.demo.canvas import Canvas
+from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_noise, gaussian_blur, grid_blur, smooth_noise, upsample2
 from pipelines.demo.frame import body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 
@@ -215,22 +216,19 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
     for lung in drawn:
         attenuation[lung.window] -= 0.42 * lung.air * lung.mask
     attenuation[heart.window] += 0.03 * heart.depth
-    add_bones(frame, skeleton, body, attenuation)
-    window, values = draw_trachea(frame)
-    attenuation[window] += values
+    canvas = Canvas(frame, attenuation)
+    add_bones(frame, skeleton, body, canvas)
+    canvas.add_patch(*draw_trachea(frame))
     for window, values in breasts:
-        attenuation[window] += values
+        canvas.add_patch(window, values)
     window, values = gastric_bubble
-    attenuation[window] -= values
+    canvas.add_patch(window, np.negative(values))
     texture_rng = _stream(seed, _STREAM_TEXTURE)
-    for window, values in lung_markings(texture_rng, frame, lungs, drawn):
-        attenuation[window] += values
+    lung_markings(texture_rng, frame, lungs, drawn, canvas)
     # Smooth exposure variation (heel effect, scatter) so absolute intensity is not a shortcut.
     exposure = SmoothField(texture_rng, (height, width), (3, 3))
-    for chunk in row_chunks(frame.whole):
-        attenuation[chunk] += 0.03 * exposure.window(*chunk)
-    stride_y, stride_x = max(1, height // 128), max(1, width // 128)
-    reference = float(np.percentile(attenuation[::stride_y, ::stride_x], 99.7))
+    canvas.add(frame.whole, lambda grid: 0.03 * grid.smooth(exposure))
+    reference = canvas.reference(99.7)
 
     mask = np.zeros((height, width), dtype=np.uint8)
     for label, lung in enumerate(drawn, start=1):
@@ -238,27 +236,27 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
 
     if findings.effusion:
         (window, gain), fluid = draw_effusion(_stream(seed, _STREAM_EFFUSION), frame, lungs, drawn)
-        attenuation[window] += gain
+        canvas.add_patch(window, gain)
         mask[window][fluid] = 0
     if findings.opacity:
         patch = draw_opacity(_stream(seed, _STREAM_OPACITY), frame, mask, drawn)
         if patch is not None:
-            attenuation[patch[0]] += patch[1]
+            canvas.add_patch(*patch)
     if findings.tb:
         patch = draw_tb(_stream(seed, _STREAM_TB), frame, mask, lungs, drawn)
         if patch is not None:
-            attenuation[patch[0]] += patch[1]
+            canvas.add_patch(*patch)
 
     pixel_scale = width / 256.0
     blur_sigma, noise_sigma = 0.6 * pixel_scale, 0.5 * pixel_scale
     noise_rng = _stream(seed, _STREAM_NOISE)
     if frame.coarse:
-        # On the half-resolution grid: the means of 2x2 blocks keep the masks' edges where they are, and the
-        # blurred image and noise hold nothing the grid cannot carry.
-        exposed = coarse_blur(attenuation, blur_sigma)
+        # On the half-resolution grid the block means keep the masks' edges where they are, and the blurred
+        # image and the noise hold nothing the grid cannot carry.
+        exposed = grid_blur(canvas.values, blur_sigma)
         noise = coarse_noise(noise_rng, exposed.shape, noise_sigma)
     else:
-        exposed = gaussian_blur(attenuation, blur_sigma, out=attenuation)
+        exposed = gaussian_blur(canvas.values, blur_sigma, out=canvas.values)
         noise = smooth_noise(noise_rng, (height, width), noise_sigma)
     noise *= 0.018
     exposed += noise

@@ -14,10 +14,10 @@ from pipelines.demo.fields import (
     SmoothCurve,
     SmoothField,
     blurred_noise_std,
-    coarse_blur,
     coarse_noise,
     downsample2,
     gaussian_blur,
+    grid_blur,
     smooth_noise,
     upsample2,
 )
@@ -122,11 +122,11 @@ def test_coarse_noise_interpolated_matches_smooth_noise() -> None:
         assert correlation == pytest.approx(math.exp(-(lag**2) / 16), abs=0.04)
 
 
-def test_coarse_blur_interpolated_matches_the_full_blur() -> None:
+def test_grid_blur_interpolated_matches_the_full_blur() -> None:
     # A bright disc with a sharp edge: the two blurs agree to a few thousandths of its contrast.
     yy, xx = np.mgrid[0:256, 0:256]
     image = ((yy - 120.3) ** 2 + (xx - 131.7) ** 2 < 60.0**2).astype(np.float32)
     full = gaussian_blur(image, 2.4)
-    coarse = coarse_blur(image, 2.4)
+    coarse = grid_blur(downsample2(image), 2.4)
     interpolated = upsample2(np.pad(coarse, 1, mode="edge"), (-1, -1), (slice(0, 256), slice(0, 256)))
     assert np.abs(interpolated - full).max() < 0.02
