@@ -11,7 +11,19 @@ import numpy as np
 
 from pipelines.demo.canvas import Canvas
 from pipelines.demo.fields import SmoothCurve, SmoothField
-from pipelines.demo.frame import FLOAT, BodyFrame, Field, Grid, Patch, Window, evaluate, relative, row_chunks, side_windows
+from pipelines.demo.frame import (
+    FLOAT,
+    BodyFrame,
+    Field,
+    Grid,
+    Patch,
+    Window,
+    block_window,
+    evaluate,
+    relative,
+    row_chunks,
+    side_windows,
+)
 
 # atan(t) ~ t * P(t^2) on [0, 1], least-squares fit weighted towards minimax: max error 3e-7 rad in float32.
 _ATAN_COEFFICIENTS = (
@@ -81,7 +93,8 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
     """Draws torso, sloping shoulders, neck and the upper arms.
 
     Returns:
-        (body, depth): (H, W) bool outline and (H, W) float32 relative thickness in [0, 1].
+        (body, depth): (H, W) bool outline, and the float32 relative thickness in [0, 1] on the canvas's grid
+        (``Canvas.shape``): at each pixel, or on the half-resolution grid at each 2x2 block's centre.
     """
     torso_half = thorax_half + rng.uniform(0.05, 0.085)
     torso_exp = rng.uniform(2.4, 3.2)
@@ -92,7 +105,7 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
     arm_half = rng.uniform(0.05, 0.065)
     arm_drift = rng.uniform(0.0, 0.04)
     body = np.zeros(frame.shape, dtype=bool)
-    depth = np.zeros(frame.shape, dtype=FLOAT)
+    depth = np.zeros(Canvas.shape(frame), dtype=FLOAT)
 
     # Each part is drawn in the window where it can be non-zero and merged with max/or, which
     # do not mind a pixel drawn twice.
@@ -106,13 +119,17 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
     for chunk in row_chunks(window):
         torso_r = torso_r_of(chunk)
         np.less_equal(torso_r, 1.0, out=body[chunk])
-        # Into a scratch array first: a ufunc writing into a strided window of the image is three times slower.
-        depth[chunk] = np.clip(1.0 - torso_r, 0.0, 1.0)
+        if not frame.coarse:
+            # Into a scratch array first: a ufunc writing into a strided window of the image is three times slower.
+            depth[chunk] = np.clip(1.0 - torso_r, 0.0, 1.0)
+    blocks = block_window(window)
+    if frame.coarse and blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+        depth[blocks] = np.clip(1.0 - torso_r_of.at_blocks(blocks), 0.0, 1.0)
 
+    # The other parts give a signed distance-like term, positive exactly inside the part (a continuous term: its
+    # sign is the part's outline wherever it was evaluated), and the part's thickness in [0, 1].
     # Shoulder girdle: everything below a line sloping down from the neck, out to the shoulder tip
     # (which lies below the neck's base).
-    # Each part gives a signed distance-like term, positive exactly inside it (a continuous term: its sign is the
-    # part's outline wherever it was evaluated), and its thickness in [0, 1].
     def shoulder(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         ax, fy = np.abs(grid.x), grid.y
         shoulder_top = neck_base + shoulder_slope * np.clip(ax - neck_half, 0.0, None)
@@ -155,11 +172,19 @@ def _merge(
     body: np.ndarray,
     depth: np.ndarray,
 ) -> None:
-    """Merges a body part into ``body`` (or) and ``depth`` (max of its thickness times ``thickness``).
+    """Merges a body part into ``body`` (or) and ``depth`` (max of its thickness times ``thickness``, on the canvas's grid).
 
     ``part`` gives a term positive exactly inside the part, and the part's thickness in [0, 1].
     """
     part_of = Field(frame, window, part)
+    if frame.coarse:
+        # The outline at the pixels, the thickness at the blocks' centres (``depth`` is on the canvas's grid).
+        for chunk in row_chunks(window):
+            body[chunk] |= part_of.term(chunk, 0) > 0.0
+        blocks = block_window(window)
+        if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+            np.maximum(depth[blocks], thickness * part_of.at_blocks(blocks)[1], out=depth[blocks])
+        return
     for chunk in row_chunks(window):
         inside, part_thickness = part_of(chunk)
         np.maximum(depth[chunk], thickness * part_thickness, out=depth[chunk])

@@ -26,11 +26,26 @@ class Canvas:
         values: (H, W) float32 attenuation, or (ceil(H / 2), ceil(W / 2)) block means on the grid.
     """
 
-    def __init__(self, frame: BodyFrame, attenuation: np.ndarray) -> None:
-        """Starts from the (H, W) float32 ``attenuation`` drawn so far (the canvas of a pixel-by-pixel phantom)."""
+    def __init__(self, frame: BodyFrame, values: np.ndarray) -> None:
+        """Starts from float32 ``values`` on the canvas's grid: (H, W), or (ceil(H / 2), ceil(W / 2)) block means."""
         self._frame = frame
-        self.values = downsample2(attenuation) if frame.coarse else attenuation
+        self.values = values
         self._coverage: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def shape(frame: BodyFrame) -> tuple[int, int]:
+        """The shape of the values of ``frame``'s canvas."""
+        height, width = frame.shape
+        return ((height + 1) // 2, (width + 1) // 2) if frame.coarse else (height, width)
+
+    @property
+    def whole(self) -> Window:
+        """The window of all the canvas's values."""
+        return slice(0, self.values.shape[0]), slice(0, self.values.shape[1])
+
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        """An (H, W) bool mask on the canvas's grid: itself, or the fraction of each block's pixels in it."""
+        return self._mask_coverage(mask, self._frame.whole) if self._frame.coarse else mask
 
     def add(
         self,
@@ -65,24 +80,31 @@ class Canvas:
         blocks, rows, cols = _blocks(window, self._frame.shape)
         if blocks[0].start >= blocks[0].stop or blocks[1].start >= blocks[1].stop:
             return
-        weights = np.outer(rows, cols).astype(FLOAT)
+        coverage = None
         if mask is not None:
-            weights *= self._mask_coverage(mask, mask_window)[relative(blocks, _blocks(mask_window, self._frame.shape)[0])]
+            coverage = self._mask_coverage(mask, mask_window)[relative(blocks, _blocks(mask_window, self._frame.shape)[0])]
         positions = [2.0 * np.arange(span.start, span.stop) + 1.0 for span in blocks]
         grid_cols = slice(blocks[1].start + 1, blocks[1].stop + 1)
         for chunk, _ in row_chunks(blocks):
+            part = slice(chunk.start - blocks[0].start, chunk.stop - blocks[0].start)
             grid_rows = slice(chunk.start + 1, chunk.stop + 1)
-            grid = Grid(
-                self._frame.grid_x[grid_rows, grid_cols],
-                self._frame.grid_y[grid_rows, grid_cols],
-                positions[0][chunk.start - blocks[0].start : chunk.stop - blocks[0].start],
-                positions[1],
-                None,
+            values = compute(
+                Grid(
+                    self._frame.grid_x[grid_rows, grid_cols],
+                    self._frame.grid_y[grid_rows, grid_cols],
+                    positions[0][part],
+                    positions[1],
+                    None,
+                )
             )
-            values = compute(grid)
             if scale is not None:
                 values *= scale
-            values *= weights[chunk.start - blocks[0].start : chunk.stop - blocks[0].start]
+            if coverage is not None:
+                values *= coverage[part]
+            # Blocks cut by the window's edges: the term counts for the window's pixels only.
+            values *= rows[part, None]
+            if cols[0] != 1.0 or cols[-1] != 1.0:
+                values *= cols
             self.values[chunk, blocks[1]] += values
 
     def add_patch(self, window: Window, values: np.ndarray) -> None:
@@ -116,7 +138,7 @@ def _blocks(window: Window, shape: tuple[int, int]) -> tuple[Window, np.ndarray,
     spans, fractions = [], []
     for pixels, size in zip(window, shape, strict=True):
         first, stop = pixels.start // 2, (pixels.stop + 1) // 2
-        fraction = np.ones(max(0, stop - first))
+        fraction = np.ones(max(0, stop - first), dtype=FLOAT)
         if fraction.size:
             if pixels.start % 2:
                 fraction[0] *= 0.5
@@ -134,6 +156,8 @@ def _pad_to_blocks(values: np.ndarray, window: Window, shape: tuple[int, int]) -
         before = pixels.start % 2
         after = (pixels.stop - pixels.start + before) % 2
         pads.append((before, after, pixels.stop == size))
+    if not any(before or after for before, after, _ in pads):
+        return values
     padded = np.pad(values, [(before, after) for before, after, _ in pads])
     for axis, (_, after, at_edge) in enumerate(pads):
         if after and at_edge:

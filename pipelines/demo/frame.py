@@ -298,6 +298,28 @@ class Field:
         terms = tuple(upsample2(points, self._origin, chunk) for points in self._points)
         return terms if self._tuple else terms[0]
 
+    def term(self, chunk: Window, index: int) -> np.ndarray:
+        """Term ``index`` of a tuple of terms over ``chunk``: on the half-resolution grid, the only one interpolated."""
+        if self._points is None:
+            return self(chunk)[index]
+        return upsample2(self._points[index], self._origin, chunk)
+
+    def at_blocks(self, blocks: Window) -> np.ndarray | tuple[np.ndarray, ...]:
+        """On the half-resolution grid, the terms at the centres of ``blocks`` (of the window, ``block_window``).
+
+        Returns:
+            Views of the grid's values, as ``compute`` returns them.
+        """
+        assert self._points is not None, "a field of a phantom drawn pixel by pixel, or of an empty window"
+        part = tuple(slice(span.start - origin, span.stop - origin) for span, origin in zip(blocks, self._origin, strict=True))
+        terms = tuple(points[part] for points in self._points)
+        return terms if self._tuple else terms[0]
+
+
+def block_window(window: Window) -> Window:
+    """The 2x2 pixel blocks of the half-resolution grid that hold the pixels of ``window`` (block i: pixels 2i, 2i + 1)."""
+    return slice(window[0].start // 2, (window[0].stop + 1) // 2), slice(window[1].start // 2, (window[1].stop + 1) // 2)
+
 
 def _slice(start: int, stop: int, size: int) -> slice:
     """slice(start, stop) clipped to [0, size], with stop >= start."""

@@ -206,17 +206,17 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
 
     # Additive attenuation model: all structures are summed as line integrals, then displayed.
     # Each is added over its window, in a fixed order; the body's thickness becomes its attenuation in place.
-    attenuation = body_depth
-    for chunk in row_chunks(frame.whole):
-        thickness = attenuation[chunk]
+    canvas = Canvas(frame, body_depth)
+    body_on_canvas = canvas.mask(body)
+    for chunk in row_chunks(canvas.whole):
+        thickness = canvas.values[chunk]
         np.sqrt(thickness, out=thickness)
         thickness *= 0.5
         thickness += 0.1
-        thickness *= body[chunk]
+        thickness *= body_on_canvas[chunk]
     for lung in drawn:
-        attenuation[lung.window] -= 0.42 * lung.air * lung.mask
-    attenuation[heart.window] += 0.03 * heart.depth
-    canvas = Canvas(frame, attenuation)
+        canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
+    canvas.add_patch(heart.window, 0.03 * heart.depth)
     add_bones(frame, skeleton, body, canvas)
     canvas.add_patch(*draw_trachea(frame))
     for window, values in breasts:

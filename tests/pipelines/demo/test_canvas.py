@@ -41,8 +41,8 @@ def test_coarse_canvas_holds_block_means(shape: tuple[int, int]) -> None:
     frame = body_frame(np.random.default_rng(0), *shape)
     assert frame.coarse
     start = np.random.default_rng(1).random(shape, dtype=np.float32)
-    canvas = Canvas(frame, start.copy())
-    assert canvas.values.shape == ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+    assert Canvas.shape(frame) == ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+    canvas = Canvas(frame, downsample2(start))
 
     # A patch at odd offsets, and one over the last row and column: exactly the block means of the pixels.
     full = start.copy()
@@ -60,7 +60,7 @@ def test_coarse_canvas_term_matches_the_pixels_block_means() -> None:
     mask = np.zeros(frame.shape, dtype=bool)
     mask[:, :517] = True  # an edge through the middle of a block column
     window = frame.window((-0.2, 0.2), (0.3, 0.7))
-    canvas = Canvas(frame, np.zeros(frame.shape, dtype=np.float32))
+    canvas = Canvas(frame, np.zeros(Canvas.shape(frame), dtype=np.float32))
     canvas.add(window, _term, scale=2.0, mask=mask)
     full = np.zeros(frame.shape, dtype=np.float32)
     full[window] = 2.0 * _term(_pixels(frame, window)) * mask[window]
@@ -70,3 +70,13 @@ def test_coarse_canvas_term_matches_the_pixels_block_means() -> None:
     assert difference.max() < 0.01
     assert difference.mean() < 1e-5
     assert canvas.values[:, 258].max() > 0.0 and canvas.values[:, 259].max() == 0.0
+
+
+def test_coarse_canvas_mask_is_the_blocks_coverage() -> None:
+    frame = body_frame(np.random.default_rng(5), COARSE_MIN_SIZE + 1, COARSE_MIN_SIZE)
+    mask = np.random.default_rng(6).random(frame.shape) < 0.3
+    canvas = Canvas(frame, np.zeros(Canvas.shape(frame), dtype=np.float32))
+    np.testing.assert_allclose(canvas.mask(mask), downsample2(mask.astype(np.float32)), atol=1e-7)
+    # Drawn pixel by pixel, the canvas multiplies by the mask itself.
+    small, small_mask = body_frame(np.random.default_rng(5), 100, 90), mask[:100, :90]
+    assert Canvas(small, np.zeros(small.shape, dtype=np.float32)).mask(small_mask) is small_mask
