@@ -64,12 +64,14 @@ class Lung:
         shape: Window-sized bool lung shape inside the body, before the heart is carved out.
         air: Window-sized float32 air thickness in [0, 1], zero outside ``shape``.
         mask: Window-sized bool lung mask (``shape`` minus the heart), set by the renderer.
+        field: The lung's terms (its edge term, and its air thickness before the mask, ``Field``).
     """
 
     window: Window
     shape: np.ndarray
     air: np.ndarray
     mask: np.ndarray
+    field: Field
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
         part = relative(chunk, win)
         shape[part] = inside
         air[part] = thickness * inside
-    return Lung(window=win, shape=shape, air=air, mask=shape)
+    return Lung(window=win, shape=shape, air=air, mask=shape, field=lung_of)
 
 
 def draw_heart(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipelines.demo.fields import downsample2
-from pipelines.demo.frame import FLOAT, BodyFrame, Field, Grid, Window, relative, row_chunks
+from pipelines.demo.frame import FLOAT, BodyFrame, Field, Grid, Window, block_window, relative, row_chunks
 
 # The 99.7th percentile that maps to white is taken over about this many samples along each axis.
 _REFERENCE_SAMPLES = 128
@@ -106,6 +106,11 @@ class Canvas:
             if cols[0] != 1.0 or cols[-1] != 1.0:
                 values *= cols
             self.values[chunk, blocks[1]] += values
+
+    def add_blocks(self, window: Window, values: np.ndarray, mask: np.ndarray) -> None:
+        """On the half-resolution grid, adds a term given at the centres of the blocks of ``window`` (``block_window``),
+        times the window-sized bool ``mask`` (the term is zero outside it)."""
+        self.values[block_window(window)] += values * self._mask_coverage(mask, window)
 
     def add_patch(self, window: Window, values: np.ndarray) -> None:
         """Adds window-sized float32 ``values`` (zero outside the window) to the pixels of ``window``."""

@@ -22,7 +22,7 @@ from pipelines.demo.anatomy import (
 from pipelines.demo.bones import add_bones, draw_skeleton
 from pipelines.demo.canvas import Canvas
 from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_noise, gaussian_blur, grid_blur, smooth_noise, upsample2
-from pipelines.demo.frame import body_frame, row_chunks
+from pipelines.demo.frame import block_window, body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,12 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
         thickness += 0.1
         thickness *= body_on_canvas[chunk]
     for lung in drawn:
-        canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
+        if frame.coarse:
+            blocks = block_window(lung.window)
+            if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+                canvas.add_blocks(lung.window, -0.42 * lung.field.at_blocks(blocks)[1], lung.mask)
+        else:
+            canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
     canvas.add_patch(heart.window, 0.03 * heart.depth)
     add_bones(frame, skeleton, body, canvas)
     canvas.add_patch(*draw_trachea(frame))
