@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.demo.canvas import Canvas
-from pipelines.demo.fields import SmoothCurve, SmoothField
+from pipelines.demo.fields import SmoothCurve
 from pipelines.demo.frame import (
     FLOAT,
     BodyFrame,
@@ -23,17 +22,6 @@ from pipelines.demo.frame import (
     relative,
     row_chunks,
     side_windows,
-)
-
-# atan(t) ~ t * P(t^2) on [0, 1], least-squares fit weighted towards minimax: max error 3e-7 rad in float32.
-_ATAN_COEFFICIENTS = (
-    0.9999961116041614,
-    -0.3331736811715629,
-    0.19807815691519065,
-    -0.132333417052001,
-    0.07962365590895833,
-    -0.03360420120406547,
-    0.006811785775463028,
 )
 
 _NORMAL_CTR_RANGE = (0.36, 0.43)
@@ -62,7 +50,8 @@ class Lung:
     Attributes:
         window: The pixels the lung can reach; everything outside is not lung.
         shape: Window-sized bool lung shape inside the body, before the heart is carved out.
-        air: Window-sized float32 air thickness in [0, 1], zero outside ``shape``.
+        air: Window-sized float32 air thickness in [0, 1], zero outside ``shape`` (on the half-resolution grid,
+            computed when first indexed).
         mask: Window-sized bool lung mask (``shape`` minus the heart), set by the renderer.
         field: The lung's terms (its edge term, and its air thickness before the mask, ``Field``).
     """
@@ -283,13 +272,36 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
 
     lung_of = Field(frame, win, lung)
     for chunk in row_chunks(win):
+        part = relative(chunk, win)
+        if frame.coarse:
+            # The air reaches the image from the grid (``Canvas.add_blocks``): only the effusion reads it here.
+            shape[part] = lung_of.term(chunk, 0) >= 0.0
+            shape[part] &= body[chunk]
+            continue
         edge, thickness = lung_of(chunk)
         inside = edge >= 0.0
         inside &= body[chunk]
-        part = relative(chunk, win)
         shape[part] = inside
         air[part] = thickness * inside
+    if frame.coarse:
+        air = _LazyAir(lung_of, win, shape)
     return Lung(window=win, shape=shape, air=air, mask=shape, field=lung_of)
+
+
+class _LazyAir:
+    """A lung's window-sized air thickness, interpolated from the half-resolution grid when first read."""
+
+    def __init__(self, lung_of: Field, window: Window, shape: np.ndarray) -> None:
+        self._lung_of, self._window, self._shape = lung_of, window, shape
+        self._air: np.ndarray | None = None
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        if self._air is None:
+            self._air = np.empty(self._shape.shape, dtype=FLOAT)
+            for chunk in row_chunks(self._window):
+                part = relative(chunk, self._window)
+                self._air[part] = self._lung_of.term(chunk, 1) * self._shape[part]
+        return self._air[key]
 
 
 def draw_heart(
@@ -357,55 +369,6 @@ def draw_heart(
     mask[win] = heart
     depth = np.sqrt(np.clip(1.0 - radius2, 0.0, 1.0)) * heart
     return Heart(mask=mask, window=win, depth=depth, ctr=float(ctr))
-
-
-def lung_markings(
-    rng: np.random.Generator, frame: BodyFrame, lungs: tuple[LungGeometry, LungGeometry], drawn: list[Lung], canvas: Canvas
-) -> None:
-    """Adds hilar shadows and branching vessel-like streaks that fade towards the lung periphery, inside each lung."""
-    bend = SmoothField(rng, frame.shape, (7, 7))
-    mottle = SmoothField(rng, frame.shape, (20, 20))
-    for geo, lung in zip(lungs, drawn, strict=True):
-        streak_curve = SmoothCurve(rng, cells=110, amplitude=1.0)
-        markings = functools.partial(_markings, geo=geo, streak_curve=streak_curve, bend=bend, mottle=mottle)
-        canvas.add(lung.window, markings, mask=lung.mask, mask_window=lung.window)
-
-
-def _markings(grid: Grid, geo: LungGeometry, streak_curve: SmoothCurve, bend: SmoothField, mottle: SmoothField) -> np.ndarray:
-    """The lung markings of one lung at the points of ``grid``, before the lung's mask."""
-    hilum_d = geo.medial + 0.025
-    hilum_y = geo.apex_y + 0.45 * (geo.base_y - geo.apex_y)
-    ddx, ddy = geo.side * grid.x - hilum_d, grid.y - hilum_y
-    radius = np.sqrt(np.square(ddx) + np.square(ddy))
-    # Bending the angle with a smooth field turns straight spokes into curving vessels.
-    angle = _arctan2(ddy, ddx) + 0.2 * grid.smooth(bend)
-    # Capped so a rare large knot does not become a bone-bright vessel.
-    streaks = np.clip(streak_curve(angle * (1.0 / (2 * np.pi)) + 0.5), 0.0, 1.2)
-    # Streaks start outside the hilar shadow, where converging spokes would look artificial.
-    fade = np.clip((radius - 0.02) * 15.0, 0.0, 1.0) * np.exp(radius * (-1.0 / 0.14))
-    hilum = np.exp(-np.square(ddx * (1.0 / 0.035)) - np.square(ddy * (1.0 / 0.07)))
-    lung_mottle = grid.smooth(mottle)
-    texture = (0.08 * streaks * streaks) * fade * np.clip(0.3 + 0.7 * lung_mottle, 0.0, None) + 0.08 * hilum
-    return texture + 0.012 * lung_mottle
-
-
-def _arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``np.arctan2`` of float32 arrays to within 3e-7 rad, from a polynomial: numpy's is a slow scalar loop."""
-    ax, ay = np.abs(x), np.abs(y)
-    steep = ay > ax
-    low, high = np.minimum(ax, ay), np.maximum(ax, ay)
-    # 0/0 where x = y = 0: arctan2 gives 0 there, as the polynomial does from t = 0.
-    t = np.divide(low, high, out=np.zeros_like(low), where=high > 0)
-    square = t * t
-    angle = np.full_like(t, _ATAN_COEFFICIENTS[-1])
-    for coefficient in _ATAN_COEFFICIENTS[-2::-1]:
-        angle *= square
-        angle += coefficient
-    angle *= t
-    # Fold the octant back: atan(y/x) = pi/2 - atan(x/y) above the diagonal, pi - a left of the axis.
-    angle = np.where(steep, np.float32(np.pi / 2) - angle, angle)
-    angle = np.where(x < 0, np.float32(np.pi) - angle, angle)
-    return np.copysign(angle, y)
 
 
 def draw_gastric_bubble(rng: np.random.Generator, frame: BodyFrame, left_lung: LungGeometry) -> Patch:

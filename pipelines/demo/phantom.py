@@ -17,13 +17,13 @@ from pipelines.demo.anatomy import (
     draw_lung,
     draw_trachea,
     lung_geometries,
-    lung_markings,
 )
 from pipelines.demo.bones import add_bones, draw_skeleton
 from pipelines.demo.canvas import Canvas
 from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_noise, gaussian_blur, grid_blur, smooth_noise, upsample2
 from pipelines.demo.frame import block_window, body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
+from pipelines.demo.markings import lung_markings
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipelines.demo.anatomy import _arctan2
 from pipelines.demo.fields import (
     _CURVE_GRID,
     SmoothCurve,
@@ -21,6 +20,7 @@ from pipelines.demo.fields import (
     smooth_noise,
     upsample2,
 )
+from pipelines.demo.markings import _arctan2
 
 
 @pytest.mark.parametrize(("shape", "sigma"), [((100, 77), 1.2), ((256, 256), 0.6), ((40, 300), 2.4), ((33, 35), 19.0)])
