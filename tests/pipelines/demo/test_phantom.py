@@ -7,7 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from pipelines.demo.frame import COARSE_MIN_SIZE
 from pipelines.demo.phantom import Findings, Phantom, random_findings, render_phantom
 
 SEEDS = range(20)
@@ -210,6 +212,28 @@ def test_large_image_renders() -> None:
     phantom = render_phantom(0, 1024, Findings(opacity=True))
     assert phantom.image.shape == (1024, 1024)
     assert set(np.unique(phantom.mask)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "bit_depth"), [(COARSE_MIN_SIZE, None, 8), (COARSE_MIN_SIZE + 7, COARSE_MIN_SIZE + 1, 16)]
+)
+def test_phantoms_on_the_half_resolution_grid(width: int, height: int | None, bit_depth: int) -> None:
+    findings = Findings(cardiomegaly=True, effusion=True, tb=True)
+    phantom = render_phantom(6, width, findings, bit_depth, height=height)
+    again = render_phantom(6, width, findings, bit_depth, height=height)
+    for name in ("image", "mask", "body", "heart"):
+        assert getattr(phantom, name).tobytes() == getattr(again, name).tobytes(), name
+    assert phantom.image.shape == (height or width, width)
+    assert phantom.image.max() <= (255 if bit_depth == 8 else 4095)
+    lungs = phantom.mask > 0
+    assert not (lungs & ~phantom.body).any() and not (lungs & phantom.heart).any()
+    # The image takes its edges from the masks: across the lungs' outline (a few pixels either side, the blur's
+    # width) it is darker inside, and the body's outline against the air outside.
+    for mask, darker_inside in ((lungs, True), (phantom.body, False)):
+        inside = mask & ~ndimage.binary_erosion(mask, iterations=3)
+        outside = ndimage.binary_dilation(mask, iterations=3) & ~mask
+        gap = phantom.image[outside].mean() - phantom.image[inside].mean()
+        assert (gap if darker_inside else -gap) > 0.1 * phantom.image.max()
 
 
 @pytest.mark.parametrize(
