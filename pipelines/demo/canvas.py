@@ -14,7 +14,7 @@ _REFERENCE_SAMPLES = 128
 
 
 class Canvas:
-    """The attenuation the terms after the lungs and heart are added to.
+    """A phantom's attenuation, summed structure by structure from the body's depth.
 
     A phantom drawn pixel by pixel adds every term to its pixels. On the half-resolution grid
     (``BodyFrame.coarse``) the canvas holds the means of the 2x2 pixel blocks (the blur, the noise and the film

@@ -13,11 +13,13 @@ from pipelines.demo.fields import upsample2
 
 FLOAT = np.float32
 
-# Phantoms at least this many pixels high and wide (the NIH originals' 1024 px and up) evaluate their smooth terms
-# on the half-resolution grid of 2x2 pixel blocks and interpolate them (``Field``), and blur, add noise and apply
-# the film curve there (``phantom.py``); their masks, and the edges the masks give the image, stay at full
-# resolution. This one rule is the only switch by size: smaller phantoms are drawn pixel by pixel, and their
-# bytes (the tests' archives, the demo's) do not change.
+# Phantoms at least this many pixels high and wide (the NIH originals' 1024 px and up) are drawn on the
+# half-resolution grid of 2x2 pixel blocks: the terms that reach the image only through the blur are evaluated
+# once a block and summed there (``canvas.Canvas``), the outlines are interpolated from it (``Field``) and
+# thresholded at the pixels, so the masks and the edges they give the image stay at full resolution, and the blur,
+# the noise and the film curve work on the grid (``phantom.py``). This one rule (``BodyFrame.coarse``) is the only
+# switch by size: smaller phantoms are drawn pixel by pixel, and their bytes (the tests' archives, the demo's) do
+# not change.
 COARSE_MIN_SIZE = 1024
 
 # (rows, cols) of a rectangle of pixels.

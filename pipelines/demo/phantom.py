@@ -10,6 +10,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from pipelines.demo.anatomy import (
+    Lung,
     draw_body,
     draw_breasts,
     draw_gastric_bubble,
@@ -21,7 +22,7 @@ from pipelines.demo.anatomy import (
 from pipelines.demo.bones import add_bones, draw_skeleton
 from pipelines.demo.canvas import Canvas
 from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_noise, gaussian_blur, grid_blur, smooth_noise, upsample2
-from pipelines.demo.frame import block_window, body_frame, row_chunks
+from pipelines.demo.frame import BodyFrame, block_window, body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
 from pipelines.demo.markings import lung_markings
 
@@ -215,12 +216,7 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
         thickness += 0.1
         thickness *= body_on_canvas[chunk]
     for lung in drawn:
-        if frame.coarse:
-            blocks = block_window(lung.window)
-            if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
-                canvas.add_blocks(lung.window, -0.42 * lung.field.at_blocks(blocks)[1], lung.mask)
-        else:
-            canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
+        _subtract_air(canvas, frame, lung)
     canvas.add_patch(heart.window, 0.03 * heart.depth)
     add_bones(frame, skeleton, body, canvas)
     canvas.add_patch(*draw_trachea(frame))
@@ -283,6 +279,20 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
         age_years=age_years,
         cardiothoracic_ratio=heart.ctr,
     )
+
+
+def _subtract_air(canvas: Canvas, frame: BodyFrame, lung: Lung) -> None:
+    """Takes a lung's air off the attenuation, inside its mask.
+
+    On the half-resolution grid, from the air's thickness at the centres of the blocks (``Lung.field``), weighted
+    by the fraction of each block in the mask; pixel by pixel, from ``Lung.air``.
+    """
+    if not frame.coarse:
+        canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
+        return
+    blocks = block_window(lung.window)
+    if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+        canvas.add_blocks(lung.window, -0.42 * lung.field.at_blocks(blocks)[1], lung.mask)
 
 
 @functools.lru_cache(maxsize=1)
