@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.demo.fields import SmoothCurve, SmoothField
-from pipelines.demo.frame import FLOAT, BodyFrame, Patch, Window, evaluate, relative, row_chunks, side_windows
-
-# atan(t) ~ t * P(t^2) on [0, 1], least-squares fit weighted towards minimax: max error 3e-7 rad in float32.
-_ATAN_COEFFICIENTS = (
-    0.9999961116041614,
-    -0.3331736811715629,
-    0.19807815691519065,
-    -0.132333417052001,
-    0.07962365590895833,
-    -0.03360420120406547,
-    0.006811785775463028,
+from pipelines.demo.canvas import Canvas
+from pipelines.demo.fields import SmoothCurve
+from pipelines.demo.frame import (
+    FLOAT,
+    BodyFrame,
+    Field,
+    Grid,
+    Patch,
+    Window,
+    block_window,
+    evaluate,
+    relative,
+    row_chunks,
+    side_windows,
 )
 
 _NORMAL_CTR_RANGE = (0.36, 0.43)
@@ -47,14 +50,17 @@ class Lung:
     Attributes:
         window: The pixels the lung can reach; everything outside is not lung.
         shape: Window-sized bool lung shape inside the body, before the heart is carved out.
-        air: Window-sized float32 air thickness in [0, 1], zero outside ``shape``.
+        air: Window-sized float32 air thickness in [0, 1], zero outside ``shape`` (on the half-resolution grid,
+            computed when first indexed).
         mask: Window-sized bool lung mask (``shape`` minus the heart), set by the renderer.
+        field: The lung's terms (its edge term, and its air thickness before the mask, ``Field``).
     """
 
     window: Window
     shape: np.ndarray
     air: np.ndarray
     mask: np.ndarray
+    field: Field
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,8 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
     """Draws torso, sloping shoulders, neck and the upper arms.
 
     Returns:
-        (body, depth): (H, W) bool outline and (H, W) float32 relative thickness in [0, 1].
+        (body, depth): (H, W) bool outline, and the float32 relative thickness in [0, 1] on the canvas's grid
+        (``Canvas.shape``): at each pixel, or on the half-resolution grid at each 2x2 block's centre.
     """
     torso_half = thorax_half + rng.uniform(0.05, 0.085)
     torso_exp = rng.uniform(2.4, 3.2)
@@ -89,49 +96,90 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
     arm_half = rng.uniform(0.05, 0.065)
     arm_drift = rng.uniform(0.0, 0.04)
     body = np.zeros(frame.shape, dtype=bool)
-    depth = np.zeros(frame.shape, dtype=FLOAT)
+    depth = np.zeros(Canvas.shape(frame), dtype=FLOAT)
 
     # Each part is drawn in the window where it can be non-zero and merged with max/or, which
     # do not mind a pixel drawn twice.
-    for chunk in row_chunks(frame.window((-torso_half, torso_half), (0.06, 1.26))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        torso_r = _power(np.abs(fx) / torso_half, torso_exp)
-        torso_r += _power(np.abs(fy - 0.66) / 0.6, torso_exp)
-        np.less_equal(torso_r, 1.0, out=body[chunk])
-        np.clip(1.0 - torso_r, 0.0, 1.0, out=depth[chunk])
+    def torso(grid: Grid) -> np.ndarray:
+        torso_r = _power(np.abs(grid.x) / torso_half, torso_exp)
+        torso_r += _power(np.abs(grid.y - 0.66) / 0.6, torso_exp)
+        return torso_r
 
+    window = frame.window((-torso_half, torso_half), (0.06, 1.26))
+    torso_r_of = Field(frame, window, torso)
+    for chunk in row_chunks(window):
+        torso_r = torso_r_of(chunk)
+        np.less_equal(torso_r, 1.0, out=body[chunk])
+        if not frame.coarse:
+            # Into a scratch array first: a ufunc writing into a strided window of the image is three times slower.
+            depth[chunk] = np.clip(1.0 - torso_r, 0.0, 1.0)
+    blocks = block_window(window)
+    if frame.coarse and blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+        depth[blocks] = np.clip(1.0 - torso_r_of.at_blocks(blocks), 0.0, 1.0)
+
+    # The other parts give a signed distance-like term, positive exactly inside the part (a continuous term: its
+    # sign is the part's outline wherever it was evaluated), and the part's thickness in [0, 1].
     # Shoulder girdle: everything below a line sloping down from the neck, out to the shoulder tip
     # (which lies below the neck's base).
-    for chunk in row_chunks(frame.window((-shoulder_half, shoulder_half), (neck_base, 0.42))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        ax = np.abs(fx)
+    def shoulder(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        ax, fy = np.abs(grid.x), grid.y
         shoulder_top = neck_base + shoulder_slope * np.clip(ax - neck_half, 0.0, None)
-        shoulder_in = np.clip((fy - shoulder_top) / 0.06, 0.0, 1.0) * np.clip((shoulder_half - ax) / 0.05, 0.0, 1.0)
-        shoulder_in *= np.clip((0.42 - fy) / 0.1, 0.0, 1.0)
-        np.maximum(depth[chunk], 0.7 * shoulder_in, out=depth[chunk])
-        body[chunk] |= shoulder_in > 0.0
+        below_top, inside_tip, above_base = (fy - shoulder_top) / 0.06, (shoulder_half - ax) / 0.05, (0.42 - fy) / 0.1
+        shoulder_in = np.clip(below_top, 0.0, 1.0) * np.clip(inside_tip, 0.0, 1.0)
+        shoulder_in *= np.clip(above_base, 0.0, 1.0)
+        return np.minimum(below_top, np.minimum(inside_tip, above_base)), shoulder_in
+
+    _merge(frame, frame.window((-shoulder_half, shoulder_half), (neck_base, 0.42)), shoulder, 0.7, body, depth)
 
     # Upper arm: a band hanging from a rounded deltoid cap at the shoulder tip.
     tip_y = neck_base + shoulder_slope * (shoulder_half - neck_half)
     cap_y = tip_y + 0.5 * arm_half
     # The arm drifts outwards as it hangs, at most down to the bottom of the image.
     reach = shoulder_half + arm_drift * max(0.0, frame.y_extent[1] - cap_y)
-    for win in side_windows(frame, (shoulder_half - 2 * arm_half, reach), (cap_y - arm_half, math.inf)):
-        for chunk in row_chunks(win):
-            fx, fy = frame.x[chunk], frame.y[chunk]
-            arm_center = shoulder_half - arm_half + arm_drift * np.clip(fy - cap_y, 0.0, None)
-            above_cap = np.clip(cap_y - fy, 0.0, None)
-            distance2 = np.square(np.abs(fx) - arm_center) + np.square(above_cap)
-            arm_in = np.clip(1.0 - distance2 * (1.0 / arm_half**2), 0.0, 1.0)
-            np.maximum(depth[chunk], 0.35 * arm_in, out=depth[chunk])
-            body[chunk] |= arm_in > 0.0
 
-    for chunk in row_chunks(frame.window((-neck_half, neck_half), (-math.inf, 0.3))):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        neck_in = np.clip(1.0 - np.square(fx / neck_half), 0.0, 1.0) * (fy <= 0.3)
-        np.maximum(depth[chunk], 0.5 * neck_in, out=depth[chunk])
-        body[chunk] |= neck_in > 0.0
+    def arm(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        arm_center = shoulder_half - arm_half + arm_drift * np.clip(grid.y - cap_y, 0.0, None)
+        above_cap = np.clip(cap_y - grid.y, 0.0, None)
+        distance2 = np.square(np.abs(grid.x) - arm_center) + np.square(above_cap)
+        arm_in = 1.0 - distance2 * (1.0 / arm_half**2)
+        return arm_in, np.clip(arm_in, 0.0, 1.0)
+
+    for win in side_windows(frame, (shoulder_half - 2 * arm_half, reach), (cap_y - arm_half, math.inf)):
+        _merge(frame, win, arm, 0.35, body, depth)
+
+    def neck(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        neck_in = np.where(grid.y <= 0.3, 1.0 - np.square(grid.x / neck_half), -1.0)
+        return neck_in, np.clip(neck_in, 0.0, 1.0)
+
+    _merge(frame, frame.window((-neck_half, neck_half), (-math.inf, 0.3)), neck, 0.5, body, depth)
     return body, depth
+
+
+def _merge(
+    frame: BodyFrame,
+    window: Window,
+    part: Callable[[Grid], tuple[np.ndarray, np.ndarray]],
+    thickness: float,
+    body: np.ndarray,
+    depth: np.ndarray,
+) -> None:
+    """Merges a body part into ``body`` (or) and ``depth`` (max of its thickness times ``thickness``, on the canvas's grid).
+
+    ``part`` gives a term positive exactly inside the part, and the part's thickness in [0, 1].
+    """
+    part_of = Field(frame, window, part)
+    if frame.coarse:
+        # The outline at the pixels, the thickness at the blocks' centres (``depth`` is on the canvas's grid).
+        for chunk in row_chunks(window):
+            body[chunk] |= part_of.term(chunk, 0) > 0.0
+        blocks = block_window(window)
+        if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+            np.maximum(depth[blocks], thickness * part_of.at_blocks(blocks)[1], out=depth[blocks])
+        return
+    for chunk in row_chunks(window):
+        inside, part_thickness = part_of(chunk)
+        np.maximum(depth[chunk], thickness * part_thickness, out=depth[chunk])
+        body[chunk] |= inside > 0.0
 
 
 def _power(base: np.ndarray, exponent: float) -> np.ndarray:
@@ -203,9 +251,10 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
     win = frame.window(x_range, (geo.apex_y, geo.base_y))
     shape = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=bool)
     air = np.empty(shape.shape, dtype=FLOAT)
-    for chunk in row_chunks(win):
-        fx, fy = frame.x[chunk], frame.y[chunk]
-        distance = geo.side * fx + wobble(fy)
+
+    def lung(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        fy = grid.y
+        distance = geo.side * grid.x + wobble(fy)
         medial_bump = aortic_knob * np.exp(-np.square((fy - 0.29) / 0.035)) if aortic_knob is not None else 0.0
         t = (fy - geo.apex_y) * (1.0 / (geo.base_y - geo.apex_y))
         # Lungs keep widening slightly down to the base, which is their widest part.
@@ -213,16 +262,46 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
         lateral = geo.apex_d + (geo.lateral - geo.apex_d) * _quarter_ellipse(t, geo.full_lateral_t) * widening
         medial = geo.apex_d - (geo.apex_d - geo.medial) * _quarter_ellipse(t, geo.full_medial_t) + medial_bump
         floor = _diaphragm(geo, distance)
-        inside = (t >= 0.0) & (distance >= medial) & (distance <= lateral) & (fy <= floor)
-        inside &= body[chunk]
+        # Inside where all four are >= 0: below the apex, between the borders, above the diaphragm (in float32,
+        # a >= b exactly when a - b >= 0). Their minimum is continuous, so it can be interpolated.
+        edge = np.minimum(np.minimum(t, distance - medial), np.minimum(lateral - distance, floor - fy))
         half_width = np.maximum((lateral - medial) * 0.5, 1e-6)
         across = np.sqrt(np.clip((distance - medial) * (lateral - distance), 0.0, None)) / half_width
         vertical = np.sqrt(np.clip((floor - fy) * 20.0, 0.0, 1.0) * np.clip(t * 12.0, 0.0, 1.0))
-        thickness = (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
+        return edge, (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
+
+    lung_of = Field(frame, win, lung)
+    for chunk in row_chunks(win):
         part = relative(chunk, win)
+        if frame.coarse:
+            # The air reaches the image from the grid (``Canvas.add_blocks``): only the effusion reads it here.
+            shape[part] = lung_of.term(chunk, 0) >= 0.0
+            shape[part] &= body[chunk]
+            continue
+        edge, thickness = lung_of(chunk)
+        inside = edge >= 0.0
+        inside &= body[chunk]
         shape[part] = inside
         air[part] = thickness * inside
-    return Lung(window=win, shape=shape, air=air, mask=shape)
+    if frame.coarse:
+        air = _LazyAir(lung_of, win, shape)
+    return Lung(window=win, shape=shape, air=air, mask=shape, field=lung_of)
+
+
+class _LazyAir:
+    """A lung's window-sized air thickness, interpolated from the half-resolution grid when first read."""
+
+    def __init__(self, lung_of: Field, window: Window, shape: np.ndarray) -> None:
+        self._lung_of, self._window, self._shape = lung_of, window, shape
+        self._air: np.ndarray | None = None
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        if self._air is None:
+            self._air = np.empty(self._shape.shape, dtype=FLOAT)
+            for chunk in row_chunks(self._window):
+                part = relative(chunk, self._window)
+                self._air[part] = self._lung_of.term(chunk, 1) * self._shape[part]
+        return self._air[key]
 
 
 def draw_heart(
@@ -290,67 +369,6 @@ def draw_heart(
     mask[win] = heart
     depth = np.sqrt(np.clip(1.0 - radius2, 0.0, 1.0)) * heart
     return Heart(mask=mask, window=win, depth=depth, ctr=float(ctr))
-
-
-def lung_markings(
-    rng: np.random.Generator, frame: BodyFrame, lungs: tuple[LungGeometry, LungGeometry], drawn: list[Lung]
-) -> list[Patch]:
-    """Hilar shadows and branching vessel-like streaks that fade towards the lung periphery, one patch per lung."""
-    bend = SmoothField(rng, frame.shape, (7, 7))
-    mottle = SmoothField(rng, frame.shape, (20, 20))
-    patches = []
-    for geo, lung in zip(lungs, drawn, strict=True):
-        streak_curve = SmoothCurve(rng, cells=110, amplitude=1.0)
-        values = np.empty(lung.mask.shape, dtype=FLOAT)
-        for chunk in row_chunks(lung.window):
-            values[relative(chunk, lung.window)] = _markings(frame, chunk, geo, lung, streak_curve, bend, mottle)
-        patches.append((lung.window, values))
-    return patches
-
-
-def _markings(
-    frame: BodyFrame,
-    chunk: Window,
-    geo: LungGeometry,
-    lung: Lung,
-    streak_curve: SmoothCurve,
-    bend: SmoothField,
-    mottle: SmoothField,
-) -> np.ndarray:
-    """The lung markings of one lung over a chunk of its window."""
-    hilum_d = geo.medial + 0.025
-    hilum_y = geo.apex_y + 0.45 * (geo.base_y - geo.apex_y)
-    ddx, ddy = geo.side * frame.x[chunk] - hilum_d, frame.y[chunk] - hilum_y
-    radius = np.sqrt(np.square(ddx) + np.square(ddy))
-    # Bending the angle with a smooth field turns straight spokes into curving vessels.
-    angle = _arctan2(ddy, ddx) + 0.2 * bend.window(*chunk)
-    # Capped so a rare large knot does not become a bone-bright vessel.
-    streaks = np.clip(streak_curve(angle * (1.0 / (2 * np.pi)) + 0.5), 0.0, 1.2)
-    # Streaks start outside the hilar shadow, where converging spokes would look artificial.
-    fade = np.clip((radius - 0.02) * 15.0, 0.0, 1.0) * np.exp(radius * (-1.0 / 0.14))
-    hilum = np.exp(-np.square(ddx * (1.0 / 0.035)) - np.square(ddy * (1.0 / 0.07)))
-    lung_mottle = mottle.window(*chunk)
-    texture = (0.08 * streaks * streaks) * fade * np.clip(0.3 + 0.7 * lung_mottle, 0.0, None) + 0.08 * hilum
-    return lung.mask[relative(chunk, lung.window)] * (texture + 0.012 * lung_mottle)
-
-
-def _arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``np.arctan2`` of float32 arrays to within 3e-7 rad, from a polynomial: numpy's is a slow scalar loop."""
-    ax, ay = np.abs(x), np.abs(y)
-    steep = ay > ax
-    low, high = np.minimum(ax, ay), np.maximum(ax, ay)
-    # 0/0 where x = y = 0: arctan2 gives 0 there, as the polynomial does from t = 0.
-    t = np.divide(low, high, out=np.zeros_like(low), where=high > 0)
-    square = t * t
-    angle = np.full_like(t, _ATAN_COEFFICIENTS[-1])
-    for coefficient in _ATAN_COEFFICIENTS[-2::-1]:
-        angle *= square
-        angle += coefficient
-    angle *= t
-    # Fold the octant back: atan(y/x) = pi/2 - atan(x/y) above the diagonal, pi - a left of the axis.
-    angle = np.where(steep, np.float32(np.pi / 2) - angle, angle)
-    angle = np.where(x < 0, np.float32(np.pi) - angle, angle)
-    return np.copysign(angle, y)
 
 
 def draw_gastric_bubble(rng: np.random.Generator, frame: BodyFrame, left_lung: LungGeometry) -> Patch:

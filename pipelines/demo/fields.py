@@ -17,6 +17,13 @@ _CURVE_GRID = np.linspace(-1.0, 2.0, 3 * 256)
 # little, large enough that each product is an efficient BLAS call.
 _BLUR_BLOCK = 64
 
+# Pixel variance (in pixels squared, along each axis) that resampling adds to a blur done on the half-resolution
+# grid: a 2x2 block's mean spreads a pixel over +-0.5 px (0.25), interpolating back over 0.5 and 1.5 px (0.75).
+_BLOCK_MEAN_VARIANCE = 0.25
+_INTERPOLATION_VARIANCE = 0.75
+# Coarse grid points per block of work when a whole image is resampled.
+_RESAMPLE_ROWS = 32
+
 
 class SmoothCurve:
     """A smooth random function of one variable with about ``cells`` bumps over [0, 1].
@@ -74,10 +81,23 @@ class SmoothField:
         std = max(math.sqrt(max(mean_square - mean * mean, 0.0)), 1e-12)
         self._left = (left / std).astype(FLOAT)
         self._cols_t = np.ascontiguousarray(cols.T, dtype=FLOAT)
+        self._knots, self._std, self._shape, self._cells = knots / std, std, shape, cells
 
     def window(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """The field over ``rows`` x ``cols`` of the image: float32."""
         return self._left[rows] @ self._cols_t[:, cols]
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The field at the points ``rows`` x ``cols`` (positions in pixels, a pixel's centre at its index + 0.5).
+
+        Returns:
+            (len(rows), len(cols)) float32; at pixel centres, ``window``'s values to float32 rounding.
+        """
+        weights = [
+            _normalised(_gaussian_weights(pos / size, cells))
+            for pos, size, cells in zip((rows, cols), self._shape, self._cells, strict=True)
+        ]
+        return ((weights[0] @ self._knots).astype(FLOAT)) @ weights[1].T.astype(FLOAT)
 
 
 @functools.lru_cache(maxsize=32)
@@ -91,9 +111,14 @@ def _curve_weights(cells: int) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def _field_weights(size: int, cells: int) -> np.ndarray:
     """(size, cells + 4) normalised weights of a SmoothField's knots at pixel centres (read-only)."""
-    weights = _gaussian_weights((np.arange(size) + 0.5) / size, cells)
-    weights /= weights.sum(axis=1, keepdims=True)
+    weights = _normalised(_gaussian_weights((np.arange(size) + 0.5) / size, cells))
     weights.flags.writeable = False
+    return weights
+
+
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    """``weights`` with each row divided by its sum (in place)."""
+    weights /= weights.sum(axis=1, keepdims=True)
     return weights
 
 
@@ -196,3 +221,108 @@ def blurred_noise_std(sigma: float) -> float:
     if sigma <= 0.0:
         return 1.0
     return float(np.square(_gaussian_kernel(float(sigma)).astype(np.float64)).sum())
+
+
+def coarse_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """``smooth_noise`` for a phantom drawn on the half-resolution grid: drawn and blurred on the grid's points.
+
+    The blur leaves out the width that interpolating back to the pixels adds, and the scale is the standard
+    deviation after that interpolation (each pixel takes 3/4 and 1/4 of neighbouring points, on both axes), so
+    the interpolated noise has ``sigma`` pixels of correlation and unit standard deviation, like ``smooth_noise``.
+
+    Args:
+        rng: Source of randomness.
+        shape: (h, w) of the half-resolution grid.
+        sigma: Correlation length in full-resolution pixels.
+
+    Returns:
+        (h, w) float32 noise on the grid's points.
+    """
+    coarse_sigma = _coarse_sigma(sigma, _INTERPOLATION_VARIANCE)
+    noise = rng.standard_normal(shape, dtype=FLOAT)
+    gaussian_blur(noise, coarse_sigma, out=noise)
+    kernel = _gaussian_kernel(float(coarse_sigma)).astype(np.float64) if coarse_sigma > 0.0 else np.ones(1)
+    lag0, lag1 = float(np.square(kernel).sum()), float((kernel[:-1] * kernel[1:]).sum())
+    noise *= 1.0 / (0.625 * lag0 + 0.375 * lag1)
+    return noise
+
+
+def grid_blur(points: np.ndarray, sigma: float) -> np.ndarray:
+    """``gaussian_blur(image, sigma)`` for the means of the image's 2x2 blocks (``downsample2``), in place.
+
+    Interpolated back to the pixels (``upsample2``), it spreads the image as much as the full-resolution blur:
+    the grid's blur leaves out the variance that the block means and the interpolation add.
+
+    Returns:
+        ``points``, blurred.
+    """
+    return gaussian_blur(points, _coarse_sigma(sigma, _BLOCK_MEAN_VARIANCE + _INTERPOLATION_VARIANCE), out=points)
+
+
+def _coarse_sigma(sigma: float, resampling_variance: float) -> float:
+    """The blur, in grid spacings, that resampling by 2 widens to ``sigma`` pixels."""
+    return math.sqrt(max(sigma * sigma - resampling_variance, 0.0)) / 2.0
+
+
+def downsample2(image: np.ndarray) -> np.ndarray:
+    """Means of the 2x2 blocks of pixels of a (H, W) image: (ceil(H / 2), ceil(W / 2)) float32.
+
+    Point (i, j) of the result is the block of pixels (2i, 2j) to (2i + 1, 2j + 1); an odd last row or column
+    of pixels is repeated to make its blocks.
+    """
+    height, width = image.shape
+    if height % 2 or width % 2:
+        image = np.pad(image, ((0, height % 2), (0, width % 2)), mode="edge")
+    out = np.empty((image.shape[0] // 2, image.shape[1] // 2), dtype=FLOAT)
+    for start in range(0, out.shape[0], _RESAMPLE_ROWS):
+        block = image[2 * start : 2 * (start + _RESAMPLE_ROWS)]
+        pairs = block[0::2] + block[1::2]
+        target = out[start : start + _RESAMPLE_ROWS]
+        np.add(pairs[:, 0::2], pairs[:, 1::2], out=target)
+        target *= 0.25
+    return out
+
+
+def upsample2(coarse: np.ndarray, origin: tuple[int, int], window: tuple[slice, slice]) -> np.ndarray:
+    """Bilinear interpolation of values on the half-resolution grid at the pixels of ``window``.
+
+    Point (i, j) of the grid is the centre of the pixels (2i, 2j) to (2i + 1, 2j + 1), so every pixel lies a
+    quarter of the grid's spacing from one point and three quarters from the next: it takes 3/4 and 1/4 of them,
+    along each axis.
+
+    Args:
+        coarse: (h, w) float32 values; ``coarse[a, b]`` is the point (origin[0] + a, origin[1] + b). It must hold
+            the points around every pixel: rows (rows.start - 1) // 2 to (rows.stop - 2) // 2 + 1 (likewise columns).
+        origin: The grid indices of ``coarse[0, 0]``.
+        window: (rows, cols) of the pixels.
+
+    Returns:
+        Window-sized float32.
+    """
+    rows, cols = window
+    first = (rows.start - 1) // 2 - origin[0]
+    last = (rows.stop - 2) // 2 + 2 - origin[0]
+    across = np.empty((last - first, cols.stop - cols.start), dtype=FLOAT)
+    _interpolate(coarse[first:last], cols, origin[1], 1, across)
+    out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=FLOAT)
+    _interpolate(across, rows, origin[0] + first, 0, out)
+    return out
+
+
+def _interpolate(points: np.ndarray, pixels: slice, first: int, axis: int, out: np.ndarray) -> None:
+    """``out`` along ``axis`` = ``points`` (point ``first`` first) interpolated at ``pixels``, even pixels then odd ones.
+
+    Between points p and q, an even pixel is q - (q - p) / 4 and an odd one p + (q - p) / 4: one operation a pixel.
+    """
+    quarter_steps = np.diff(points, axis=axis)
+    quarter_steps *= 0.25
+    for parity in (0, 1):
+        start = pixels.start + (parity - pixels.start) % 2
+        if start >= pixels.stop:
+            continue
+        low = (start - 1) // 2 - first
+        span, upper = slice(low, low + (pixels.stop - start + 1) // 2), slice(low + 1, low + 1 + (pixels.stop - start + 1) // 2)
+        near = points[upper if parity == 0 else span] if axis == 0 else points[:, upper if parity == 0 else span]
+        step = quarter_steps[span] if axis == 0 else quarter_steps[:, span]
+        target = out[start - pixels.start :: 2] if axis == 0 else out[:, start - pixels.start :: 2]
+        (np.subtract if parity == 0 else np.add)(near, step, out=target)

@@ -10,6 +10,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from pipelines.demo.anatomy import (
+    Lung,
     draw_body,
     draw_breasts,
     draw_gastric_bubble,
@@ -17,12 +18,13 @@ from pipelines.demo.anatomy import (
     draw_lung,
     draw_trachea,
     lung_geometries,
-    lung_markings,
 )
 from pipelines.demo.bones import add_bones, draw_skeleton
-from pipelines.demo.fields import SmoothCurve, SmoothField, gaussian_blur, smooth_noise
-from pipelines.demo.frame import body_frame, row_chunks
+from pipelines.demo.canvas import Canvas
+from pipelines.demo.fields import SmoothCurve, SmoothField, coarse_noise, gaussian_blur, grid_blur, smooth_noise, upsample2
+from pipelines.demo.frame import BodyFrame, block_window, body_frame, row_chunks
 from pipelines.demo.lesions import draw_effusion, draw_opacity, draw_tb
+from pipelines.demo.markings import lung_markings
 
 logger = logging.getLogger(__name__)
 
@@ -205,32 +207,29 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
 
     # Additive attenuation model: all structures are summed as line integrals, then displayed.
     # Each is added over its window, in a fixed order; the body's thickness becomes its attenuation in place.
-    attenuation = body_depth
-    for chunk in row_chunks(frame.whole):
-        thickness = attenuation[chunk]
+    canvas = Canvas(frame, body_depth)
+    body_on_canvas = canvas.mask(body)
+    for chunk in row_chunks(canvas.whole):
+        thickness = canvas.values[chunk]
         np.sqrt(thickness, out=thickness)
         thickness *= 0.5
         thickness += 0.1
-        thickness *= body[chunk]
+        thickness *= body_on_canvas[chunk]
     for lung in drawn:
-        attenuation[lung.window] -= 0.42 * lung.air * lung.mask
-    attenuation[heart.window] += 0.03 * heart.depth
-    add_bones(frame, skeleton, body, attenuation)
-    window, values = draw_trachea(frame)
-    attenuation[window] += values
+        _subtract_air(canvas, frame, lung)
+    canvas.add_patch(heart.window, 0.03 * heart.depth)
+    add_bones(frame, skeleton, body, canvas)
+    canvas.add_patch(*draw_trachea(frame))
     for window, values in breasts:
-        attenuation[window] += values
+        canvas.add_patch(window, values)
     window, values = gastric_bubble
-    attenuation[window] -= values
+    canvas.add_patch(window, np.negative(values))
     texture_rng = _stream(seed, _STREAM_TEXTURE)
-    for window, values in lung_markings(texture_rng, frame, lungs, drawn):
-        attenuation[window] += values
+    lung_markings(texture_rng, frame, lungs, drawn, canvas)
     # Smooth exposure variation (heel effect, scatter) so absolute intensity is not a shortcut.
     exposure = SmoothField(texture_rng, (height, width), (3, 3))
-    for chunk in row_chunks(frame.whole):
-        attenuation[chunk] += 0.03 * exposure.window(*chunk)
-    stride_y, stride_x = max(1, height // 128), max(1, width // 128)
-    reference = float(np.percentile(attenuation[::stride_y, ::stride_x], 99.7))
+    canvas.add(frame.whole, lambda grid: 0.03 * grid.smooth(exposure))
+    reference = canvas.reference(99.7)
 
     mask = np.zeros((height, width), dtype=np.uint8)
     for label, lung in enumerate(drawn, start=1):
@@ -238,29 +237,36 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
 
     if findings.effusion:
         (window, gain), fluid = draw_effusion(_stream(seed, _STREAM_EFFUSION), frame, lungs, drawn)
-        attenuation[window] += gain
+        canvas.add_patch(window, gain)
         mask[window][fluid] = 0
     if findings.opacity:
         patch = draw_opacity(_stream(seed, _STREAM_OPACITY), frame, mask, drawn)
         if patch is not None:
-            attenuation[patch[0]] += patch[1]
+            canvas.add_patch(*patch)
     if findings.tb:
         patch = draw_tb(_stream(seed, _STREAM_TB), frame, mask, lungs, drawn)
         if patch is not None:
-            attenuation[patch[0]] += patch[1]
+            canvas.add_patch(*patch)
 
     pixel_scale = width / 256.0
-    gaussian_blur(attenuation, 0.6 * pixel_scale, out=attenuation)
-    noise_sigma = 0.5 * pixel_scale
-    noise = smooth_noise(_stream(seed, _STREAM_NOISE), (height, width), noise_sigma)
+    blur_sigma, noise_sigma = 0.6 * pixel_scale, 0.5 * pixel_scale
+    noise_rng = _stream(seed, _STREAM_NOISE)
+    if frame.coarse:
+        # On the half-resolution grid the block means keep the masks' edges where they are, and the blurred
+        # image and the noise hold nothing the grid cannot carry.
+        exposed = grid_blur(canvas.values, blur_sigma)
+        noise = coarse_noise(noise_rng, exposed.shape, noise_sigma)
+    else:
+        exposed = gaussian_blur(canvas.values, blur_sigma, out=canvas.values)
+        noise = smooth_noise(noise_rng, (height, width), noise_sigma)
     noise *= 0.018
-    attenuation += noise
+    exposed += noise
 
     # The anatomy's 99.7th percentile maps to white (the densest bone saturates, like a
     # windowed radiograph). It is taken before effusion/opacity/TB are drawn, so those findings
     # only ever add signal and never re-window the rest of the image.
     max_value = 255 if bit_depth == 8 else _MAX_VALUE_16
-    image = _display(attenuation, reference, max_value).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    image = _display(exposed, reference, max_value, (height, width), np.uint8 if bit_depth == 8 else np.uint16)
 
     logger.debug("rendered phantom seed=%d %dx%d %s ctr=%.3f", seed, height, width, findings, heart.ctr)
     return Phantom(
@@ -273,6 +279,20 @@ def _render(seed: int, width: int, height: int, findings: Findings, bit_depth: i
         age_years=age_years,
         cardiothoracic_ratio=heart.ctr,
     )
+
+
+def _subtract_air(canvas: Canvas, frame: BodyFrame, lung: Lung) -> None:
+    """Takes a lung's air off the attenuation, inside its mask.
+
+    On the half-resolution grid, from the air's thickness at the centres of the blocks (``Lung.field``), weighted
+    by the fraction of each block in the mask; pixel by pixel, from ``Lung.air``.
+    """
+    if not frame.coarse:
+        canvas.add_patch(lung.window, np.negative(0.42 * lung.air * lung.mask))
+        return
+    blocks = block_window(lung.window)
+    if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+        canvas.add_blocks(lung.window, -0.42 * lung.field.at_blocks(blocks)[1], lung.mask)
 
 
 @functools.lru_cache(maxsize=1)
@@ -292,9 +312,14 @@ def phantom_demographics(seed: int) -> tuple[str, int]:
     return sex, int(patient_rng.integers(18, 86))
 
 
-def _display(attenuation: np.ndarray, reference: float, max_value: int) -> np.ndarray:
-    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve (in place, float32)."""
+def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """Maps attenuation to rounded grey levels in [0, max_value] through the film curve: (H, W) of ``dtype``.
+
+    ``attenuation`` is the (H, W) image (changed in place), or on the half-resolution grid its
+    (ceil(H / 2), ceil(W / 2)) points: the film curve is applied to them, then interpolated to the pixels.
+    """
     white = 1.0 / _film_curve(1.0)
+    pixels = attenuation.shape == shape
     for chunk in row_chunks((slice(0, attenuation.shape[0]), slice(0, attenuation.shape[1]))):
         scaled = attenuation[chunk]
         scaled *= 1.0 / reference
@@ -305,8 +330,17 @@ def _display(attenuation: np.ndarray, reference: float, max_value: int) -> np.nd
         scaled *= white
         np.clip(scaled, 0.0, 1.0, out=scaled)
         scaled *= max_value
-        np.rint(scaled, out=scaled)
-    return attenuation
+        if pixels:
+            np.rint(scaled, out=scaled)
+    if pixels:
+        return attenuation.astype(dtype)
+    # Interpolation stays within [0, max_value]: only the rounding is left to do on the pixels. The grid's border
+    # points are repeated for the pixels outside its outermost points.
+    points = np.pad(attenuation, 1, mode="edge")
+    image = np.empty(shape, dtype=dtype)
+    for chunk in row_chunks((slice(0, shape[0]), slice(0, shape[1]))):
+        image[chunk] = np.rint(upsample2(points, (-1, -1), chunk))
+    return image
 
 
 def _film_curve(x: np.ndarray | float, knee: float = _FILM_KNEE) -> np.ndarray | float:

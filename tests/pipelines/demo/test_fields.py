@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipelines.demo.anatomy import _arctan2
-from pipelines.demo.fields import _CURVE_GRID, SmoothCurve, SmoothField, blurred_noise_std, gaussian_blur, smooth_noise
+from pipelines.demo.fields import (
+    _CURVE_GRID,
+    SmoothCurve,
+    SmoothField,
+    blurred_noise_std,
+    coarse_noise,
+    downsample2,
+    gaussian_blur,
+    grid_blur,
+    smooth_noise,
+    upsample2,
+)
+from pipelines.demo.markings import _arctan2
 
 
 @pytest.mark.parametrize(("shape", "sigma"), [((100, 77), 1.2), ((256, 256), 0.6), ((40, 300), 2.4), ((33, 35), 19.0)])
@@ -65,3 +76,57 @@ def test_arctan2_matches_numpy() -> None:
     y[:4], x[:4] = [0.0, 0.0, -0.0, 1.0], [0.0, -1.0, -1.0, 0.0]
     expected = np.arctan2(y.astype(np.float64), x.astype(np.float64))
     np.testing.assert_allclose(_arctan2(y, x), expected, atol=1e-6)
+
+
+def _interpolated(points: np.ndarray, origin: tuple[int, int], rows: range, cols: range) -> np.ndarray:
+    """np.interp along each axis: pixel r lies at grid position r / 2 - 0.25."""
+    positions = [(np.array(pixels) / 2 - 0.25 - first) for pixels, first in zip((rows, cols), origin, strict=True)]
+    across = np.array([np.interp(positions[1], np.arange(points.shape[1]), row) for row in points.astype(np.float64)])
+    return np.array([np.interp(positions[0], np.arange(points.shape[0]), col) for col in across.T]).T
+
+
+@pytest.mark.parametrize(("rows", "cols"), [((-4, 70), (12, 100)), ((-3, 69), (11, 99)), ((5, 6), (20, 21)), ((0, 10), (30, 31))])
+def test_upsample2_is_bilinear_between_block_centres(rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    points = np.random.default_rng(0).standard_normal((40, 50)).astype(np.float32)
+    origin = (-3, 5)
+    window = (slice(*rows), slice(*cols))
+    values = upsample2(points, origin, window)
+    assert values.dtype == np.float32 and values.shape == (rows[1] - rows[0], cols[1] - cols[0])
+    np.testing.assert_allclose(values, _interpolated(points, origin, range(*rows), range(*cols)), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 10), (7, 9)])
+def test_downsample2_takes_block_means(shape: tuple[int, int]) -> None:
+    image = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    padded = np.pad(image, ((0, shape[0] % 2), (0, shape[1] % 2)), mode="edge").astype(np.float64)
+    expected = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(downsample2(image), expected, atol=1e-6)
+
+
+def test_smooth_field_at_pixel_centres_is_its_window() -> None:
+    field = SmoothField(np.random.default_rng(4), (90, 70), (7, 5))
+    rows, cols = np.arange(10, 40) + 0.5, np.arange(5, 66) + 0.5
+    np.testing.assert_allclose(field.at(rows, cols), field.window(slice(10, 40), slice(5, 66)), atol=1e-5)
+
+
+def test_coarse_noise_interpolated_matches_smooth_noise() -> None:
+    # 2 px of correlation, as a 1024 px phantom's noise: drawn on a 256 x 256 grid, interpolated to 512 x 512.
+    points = coarse_noise(np.random.default_rng(1), (256, 256), 2.0)
+    noise = upsample2(np.pad(points, 1, mode="edge"), (-1, -1), (slice(0, 512), slice(0, 512)))[20:-20, 20:-20]
+    noise = noise.astype(np.float64)
+    assert abs(noise.mean()) < 0.05
+    assert noise.std() == pytest.approx(1.0, abs=0.03)
+    # The correlation of smooth_noise's (a Gaussian of 2 px) to within the interpolation's unevenness.
+    for lag in (1, 2, 4):
+        correlation = np.mean(noise[:, :-lag] * noise[:, lag:]) / noise.var()
+        assert correlation == pytest.approx(math.exp(-(lag**2) / 16), abs=0.04)
+
+
+def test_grid_blur_interpolated_matches_the_full_blur() -> None:
+    # A bright disc with a sharp edge: the two blurs agree to a few thousandths of its contrast.
+    yy, xx = np.mgrid[0:256, 0:256]
+    image = ((yy - 120.3) ** 2 + (xx - 131.7) ** 2 < 60.0**2).astype(np.float32)
+    full = gaussian_blur(image, 2.4)
+    coarse = grid_blur(downsample2(image), 2.4)
+    interpolated = upsample2(np.pad(coarse, 1, mode="edge"), (-1, -1), (slice(0, 256), slice(0, 256)))
+    assert np.abs(interpolated - full).max() < 0.02

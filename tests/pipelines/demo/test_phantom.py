@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from pipelines.demo.frame import COARSE_MIN_SIZE
 from pipelines.demo.phantom import Findings, Phantom, random_findings, render_phantom
 
 SEEDS = range(20)
+_ALL = Findings(cardiomegaly=True, effusion=True, opacity=True, tb=True)
 
 
 def _lung_mean(phantom: Phantom, reference: Phantom) -> float:
@@ -28,6 +32,37 @@ def test_same_seed_gives_identical_arrays() -> None:
         second.age_years,
         second.cardiothoracic_ratio,
     )
+
+
+# sha256 prefixes of image and mask as rendered on 2026-11-30: the tests' archives (64 and
+# 128 px) and the demo (256 px) depend on these exact bytes, so speeding up large phantoms must never change them.
+# The float32 maths runs on this project's pinned numpy/OpenBLAS with BLAS on one thread (x86-64, AVX2).
+_PINNED = [
+    (0, 64, Findings(), 8, "f97e873611a9c7879d95060db0b3d293", "6323d63f8659597ecaf00c743c2e0d19"),
+    (7, 64, _ALL, 8, "bb2e553201cbc168d3f171553cefb049", "4d3ca0b40e5a9e185a7bb3019d98d283"),
+    (3, 128, Findings(effusion=True, tb=True), 8, "84609917ef39d1d482d04fcf6bb484d6", "d4c822df7efce5cb5a1096c7bc5fc051"),
+    (11, 128, _ALL, 16, "157b1aa4128a6654cd6700713d4348cd", "5aba90661ce9f31fb2b6805ba9597306"),
+    (2, 256, Findings(), 8, "dbdc674d0d72ef7ba293dbeb19856d62", "f0afecf16e4252dd5bfb0e9603c5f3d0"),
+    (
+        5,
+        256,
+        Findings(cardiomegaly=True, opacity=True),
+        8,
+        "2ea68190c370ad8902687c801fe25b66",
+        "8a13c996c39917bac325e2e36e4e4664",
+    ),
+    (9, 256, _ALL, 8, "c68d2e8d589f1d1af67b2eeb48dbf453", "0110fb280f2d2d2dbc87fb4bb9cd4c17"),
+    (4, 256, _ALL, 16, "d6c7113df14230f32f4f8abd65f993bd", "ab13275b51fcf4063c45f01afd7fb628"),
+]
+
+
+@pytest.mark.parametrize(("seed", "size", "findings", "bit_depth", "image_sha", "mask_sha"), _PINNED)
+def test_small_phantoms_keep_their_bytes(
+    seed: int, size: int, findings: Findings, bit_depth: int, image_sha: str, mask_sha: str
+) -> None:
+    phantom = render_phantom(seed, size, findings, bit_depth)
+    assert hashlib.sha256(phantom.image.tobytes()).hexdigest()[:32] == image_sha
+    assert hashlib.sha256(phantom.mask.tobytes()).hexdigest()[:32] == mask_sha
 
 
 def test_different_seeds_give_different_anatomy() -> None:
@@ -177,6 +212,28 @@ def test_large_image_renders() -> None:
     phantom = render_phantom(0, 1024, Findings(opacity=True))
     assert phantom.image.shape == (1024, 1024)
     assert set(np.unique(phantom.mask)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "bit_depth"), [(COARSE_MIN_SIZE, None, 8), (COARSE_MIN_SIZE + 7, COARSE_MIN_SIZE + 1, 16)]
+)
+def test_phantoms_on_the_half_resolution_grid(width: int, height: int | None, bit_depth: int) -> None:
+    findings = Findings(cardiomegaly=True, effusion=True, tb=True)
+    phantom = render_phantom(6, width, findings, bit_depth, height=height)
+    again = render_phantom(6, width, findings, bit_depth, height=height)
+    for name in ("image", "mask", "body", "heart"):
+        assert getattr(phantom, name).tobytes() == getattr(again, name).tobytes(), name
+    assert phantom.image.shape == (height or width, width)
+    assert phantom.image.max() <= (255 if bit_depth == 8 else 4095)
+    lungs = phantom.mask > 0
+    assert not (lungs & ~phantom.body).any() and not (lungs & phantom.heart).any()
+    # The image takes its edges from the masks: across the lungs' outline (a few pixels either side, the blur's
+    # width) it is darker inside, and the body's outline against the air outside.
+    for mask, darker_inside in ((lungs, True), (phantom.body, False)):
+        inside = mask & ~ndimage.binary_erosion(mask, iterations=3)
+        outside = ndimage.binary_dilation(mask, iterations=3) & ~mask
+        gap = phantom.image[outside].mean() - phantom.image[inside].mean()
+        assert (gap if darker_inside else -gap) > 0.1 * phantom.image.max()
 
 
 @pytest.mark.parametrize(
