@@ -107,15 +107,17 @@ def draw_body(rng: np.random.Generator, frame: BodyFrame, thorax_half: float) ->
 
     window = frame.window((-torso_half, torso_half), (0.06, 1.26))
     torso_r_of = Field(frame, window, torso)
-    for chunk in row_chunks(window):
-        torso_r = torso_r_of(chunk)
-        np.less_equal(torso_r, 1.0, out=body[chunk])
-        if not frame.coarse:
+    if frame.coarse:
+        body[window] = torso_r_of.compare(window, None, np.less_equal, 1.0)
+        blocks = block_window(window)
+        if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
+            depth[blocks] = np.clip(1.0 - torso_r_of.at_blocks(blocks), 0.0, 1.0)
+    else:
+        for chunk in row_chunks(window):
+            torso_r = torso_r_of(chunk)
+            np.less_equal(torso_r, 1.0, out=body[chunk])
             # Into a scratch array first: a ufunc writing into a strided window of the image is three times slower.
             depth[chunk] = np.clip(1.0 - torso_r, 0.0, 1.0)
-    blocks = block_window(window)
-    if frame.coarse and blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
-        depth[blocks] = np.clip(1.0 - torso_r_of.at_blocks(blocks), 0.0, 1.0)
 
     # The other parts give a signed distance-like term, positive exactly inside the part (a continuous term: its
     # sign is the part's outline wherever it was evaluated), and the part's thickness in [0, 1].
@@ -170,8 +172,7 @@ def _merge(
     part_of = Field(frame, window, part)
     if frame.coarse:
         # The outline at the pixels, the thickness at the blocks' centres (``depth`` is on the canvas's grid).
-        for chunk in row_chunks(window):
-            body[chunk] |= part_of.term(chunk, 0) > 0.0
+        body[window] |= part_of.compare(window, 0, np.greater, 0.0)
         blocks = block_window(window)
         if blocks[0].start < blocks[0].stop and blocks[1].start < blocks[1].stop:
             np.maximum(depth[blocks], thickness * part_of.at_blocks(blocks)[1], out=depth[blocks])
@@ -249,8 +250,6 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
     near, far = geo.medial - slack, geo.lateral + slack
     x_range = (near, far) if geo.side > 0 else (-far, -near)
     win = frame.window(x_range, (geo.apex_y, geo.base_y))
-    shape = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=bool)
-    air = np.empty(shape.shape, dtype=FLOAT)
 
     def lung(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         fy = grid.y
@@ -271,20 +270,20 @@ def draw_lung(geo: LungGeometry, frame: BodyFrame, body: np.ndarray, wobble: Smo
         return edge, (0.35 + 0.65 * np.sqrt(np.clip(across, 0.0, 1.0))) * vertical
 
     lung_of = Field(frame, win, lung)
+    if frame.coarse:
+        # The air reaches the image from the grid (``Canvas.add_blocks``): only the effusion reads it here.
+        shape = lung_of.compare(win, 0, np.greater_equal, 0.0)
+        shape &= body[win]
+        return Lung(window=win, shape=shape, air=_LazyAir(lung_of, win, shape), mask=shape, field=lung_of)
+    shape = np.empty((win[0].stop - win[0].start, win[1].stop - win[1].start), dtype=bool)
+    air = np.empty(shape.shape, dtype=FLOAT)
     for chunk in row_chunks(win):
         part = relative(chunk, win)
-        if frame.coarse:
-            # The air reaches the image from the grid (``Canvas.add_blocks``): only the effusion reads it here.
-            shape[part] = lung_of.term(chunk, 0) >= 0.0
-            shape[part] &= body[chunk]
-            continue
         edge, thickness = lung_of(chunk)
         inside = edge >= 0.0
         inside &= body[chunk]
         shape[part] = inside
         air[part] = thickness * inside
-    if frame.coarse:
-        air = _LazyAir(lung_of, win, shape)
     return Lung(window=win, shape=shape, air=air, mask=shape, field=lung_of)
 
 

@@ -326,3 +326,70 @@ def _interpolate(points: np.ndarray, pixels: slice, first: int, axis: int, out: 
         step = quarter_steps[span] if axis == 0 else quarter_steps[:, span]
         target = out[start - pixels.start :: 2] if axis == 0 else out[:, start - pixels.start :: 2]
         (np.subtract if parity == 0 else np.add)(near, step, out=target)
+
+
+def upsample2_compare(
+    coarse: np.ndarray, origin: tuple[int, int], window: tuple[slice, slice], compare: np.ufunc, level: float
+) -> np.ndarray:
+    """``compare(upsample2(coarse, origin, window), level)``, bit for bit, interpolating only where it can differ.
+
+    A pixel's interpolated value lies between the least and the greatest of the four grid points around it (each
+    float32 step ``q -+ (q - p) / 4`` stays within [p, q]), and the pixels of block i (2i and 2i + 1) use the
+    points i - 1 to i + 1 along each axis: a block whose 3x3 points all pass (or all fail) the comparison passes
+    (fails) whole. Only the band of blocks where the points disagree, along the outline, is interpolated.
+
+    Returns:
+        Window-sized bool.
+    """
+    rows, cols = window
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        return np.zeros((max(0, rows.stop - rows.start), max(0, cols.stop - cols.start)), dtype=bool)
+    # The blocks of the window, and the indices in ``coarse`` of their points, from one before the first block to one
+    # after the last (the grid's edge point repeated where the window's pixels do not reach that far).
+    spans = [(pixels.start // 2, (pixels.stop + 1) // 2) for pixels in window]
+    wanted = [np.arange(start - 1, stop + 1) - first for (start, stop), first in zip(spans, origin, strict=True)]
+    indices = [np.clip(index, 0, size - 1) for index, size in zip(wanted, coarse.shape, strict=True)]
+    passes = compare(coarse[indices[0][0] : indices[0][-1] + 1, indices[1][0] : indices[1][-1] + 1], level)
+    pads = [(max(0, -int(index[0])), max(0, int(index[-1]) + 1 - size)) for index, size in zip(wanted, coarse.shape, strict=True)]
+    if any(any(pad) for pad in pads):
+        passes = np.pad(passes, pads, mode="edge")
+    # Whether all (some) of the 3x3 points around each block pass.
+    every, some = passes[:-2] & passes[1:-1], passes[:-2] | passes[1:-1]
+    every &= passes[2:]
+    some |= passes[2:]
+    every = every[:, :-2] & every[:, 1:-1] & every[:, 2:]
+    some = some[:, :-2] | some[:, 1:-1] | some[:, 2:]
+    # The blocks' pixels: each column doubled as one 16-bit copy of its byte, each row written twice.
+    doubled = (every.view(np.uint8).astype(np.uint16) * 257).view(bool)
+    pixels = np.empty((2 * every.shape[0], doubled.shape[1]), dtype=bool)
+    pixels[0::2] = doubled
+    pixels[1::2] = doubled
+    some &= ~every
+    band = np.flatnonzero(some)
+    if band.size:
+        band_rows, band_cols = np.divmod(band, every.shape[1])
+        flat = coarse.reshape(-1)
+        near = [
+            [flat.take(indices[0][band_rows + r] * coarse.shape[1] + indices[1][band_cols + c]) for c in range(3)]
+            for r in range(3)
+        ]
+        # Along the columns, then the rows, as ``_interpolate`` does it: even pixels q - (q - p) / 4, odd p + (q - p) / 4.
+        across = [(_towards(p, q, -1), _towards(q, r, 1)) for p, q, r in near]
+        target = pixels.reshape(-1)
+        for parity_col in (0, 1):
+            p, q, r = (line[parity_col] for line in across)
+            for parity_row, value in ((0, _towards(p, q, -1)), (1, _towards(q, r, 1))):
+                target[(2 * band_rows + parity_row) * pixels.shape[1] + 2 * band_cols + parity_col] = compare(value, level)
+    first_row, first_col = rows.start - 2 * spans[0][0], cols.start - 2 * spans[1][0]
+    return np.ascontiguousarray(
+        pixels[first_row : first_row + rows.stop - rows.start, first_col : first_col + cols.stop - cols.start]
+    )
+
+
+def _towards(p: np.ndarray, q: np.ndarray, sign: int) -> np.ndarray:
+    """A quarter of the way from q to p (``sign`` -1: q - (q - p) / 4) or from p to q (+1: p + (q - p) / 4), in float32."""
+    step = q - p
+    step *= 0.25
+    if sign < 0:
+        return np.subtract(q, step, out=step)
+    return np.add(p, step, out=step)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipelines.demo.fields import upsample2
+from pipelines.demo.fields import upsample2, upsample2_compare
 
 FLOAT = np.float32
 
@@ -305,6 +305,18 @@ class Field:
         if self._points is None:
             return self(chunk)[index]
         return upsample2(self._points[index], self._origin, chunk)
+
+    def compare(self, window: Window, index: int | None, compare: np.ufunc, level: float) -> np.ndarray:
+        """``compare(term, level)`` over ``window`` (inside the field's window), term ``index`` of a tuple (None: the
+        one term): window-sized bool. On the half-resolution grid only the blocks along the outline are interpolated
+        (``fields.upsample2_compare``), with the same result."""
+        if self._points is None:
+            out = np.empty((window[0].stop - window[0].start, window[1].stop - window[1].start), dtype=bool)
+            for chunk in row_chunks(window):
+                terms = self(chunk)
+                compare(terms if index is None else terms[index], level, out=out[relative(chunk, window)])
+            return out
+        return upsample2_compare(self._points[0 if index is None else index], self._origin, window, compare, level)
 
     def at_blocks(self, blocks: Window) -> np.ndarray | tuple[np.ndarray, ...]:
         """On the half-resolution grid, the terms at the centres of ``blocks`` (of the window, ``block_window``).
