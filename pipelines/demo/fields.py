@@ -347,12 +347,16 @@ def upsample2_compare(
     # The blocks of the window, and the indices in ``coarse`` of their points, from one before the first block to one
     # after the last (the grid's edge point repeated where the window's pixels do not reach that far).
     spans = [(pixels.start // 2, (pixels.stop + 1) // 2) for pixels in window]
-    wanted = [np.arange(start - 1, stop + 1) - first for (start, stop), first in zip(spans, origin, strict=True)]
-    indices = [np.clip(index, 0, size - 1) for index, size in zip(wanted, coarse.shape, strict=True)]
-    passes = compare(coarse[indices[0][0] : indices[0][-1] + 1, indices[1][0] : indices[1][-1] + 1], level)
-    pads = [(max(0, -int(index[0])), max(0, int(index[-1]) + 1 - size)) for index, size in zip(wanted, coarse.shape, strict=True)]
-    if any(any(pad) for pad in pads):
-        passes = np.pad(passes, pads, mode="edge")
+    wanted = [(start - 1 - first, stop + 1 - first) for (start, stop), first in zip(spans, origin, strict=True)]
+    taken = [(max(0, low), min(size, high)) for (low, high), size in zip(wanted, coarse.shape, strict=True)]
+    passes = np.empty((wanted[0][1] - wanted[0][0], wanted[1][1] - wanted[1][0]), dtype=bool)
+    inner = tuple(slice(start - low, stop - low) for (low, _), (start, stop) in zip(wanted, taken, strict=True))
+    compare(coarse[taken[0][0] : taken[0][1], taken[1][0] : taken[1][1]], level, out=passes[inner])
+    # np.pad(mode="edge") by hand, for the one point a window's edge may lack.
+    passes[: inner[0].start, inner[1]] = passes[inner[0].start, inner[1]]
+    passes[inner[0].stop :, inner[1]] = passes[inner[0].stop - 1, inner[1]]
+    passes[:, : inner[1].start] = passes[:, inner[1].start, None]
+    passes[:, inner[1].stop :] = passes[:, inner[1].stop - 1, None]
     # Whether all (some) of the 3x3 points around each block pass.
     every, some = passes[:-2] & passes[1:-1], passes[:-2] | passes[1:-1]
     every &= passes[2:]
@@ -368,28 +372,44 @@ def upsample2_compare(
     band = np.flatnonzero(some)
     if band.size:
         band_rows, band_cols = np.divmod(band, every.shape[1])
-        flat = coarse.reshape(-1)
-        near = [
-            [flat.take(indices[0][band_rows + r] * coarse.shape[1] + indices[1][band_cols + c]) for c in range(3)]
-            for r in range(3)
-        ]
+        # The 3x3 points around each block of the band, (3, 3, n): [row, column, block].
+        near_rows, near_cols = (
+            _clipped(index[None] + np.arange(low, low + 3)[:, None], size)
+            for index, (low, _), size in zip((band_rows, band_cols), wanted, coarse.shape, strict=True)
+        )
+        near = coarse.reshape(-1).take(near_rows[:, None] * coarse.shape[1] + near_cols[None])
         # Along the columns, then the rows, as ``_interpolate`` does it: even pixels q - (q - p) / 4, odd p + (q - p) / 4.
-        across = [(_towards(p, q, -1), _towards(q, r, 1)) for p, q, r in near]
-        target = pixels.reshape(-1)
-        for parity_col in (0, 1):
-            p, q, r = (line[parity_col] for line in across)
-            for parity_row, value in ((0, _towards(p, q, -1)), (1, _towards(q, r, 1))):
-                target[(2 * band_rows + parity_row) * pixels.shape[1] + 2 * band_cols + parity_col] = compare(value, level)
+        across = np.empty((3, 2, band.size), dtype=FLOAT)
+        _towards(near[:, 0], near[:, 1], -1, across[:, 0])
+        _towards(near[:, 1], near[:, 2], 1, across[:, 1])
+        values = np.empty((2, 2, band.size), dtype=FLOAT)
+        _towards(across[0], across[1], -1, values[0])
+        _towards(across[1], across[2], 1, values[1])
+        # values[row parity, column parity, block] to pixels (2 i + row parity, 2 j + column parity).
+        corner = 2 * band_rows * pixels.shape[1] + 2 * band_cols
+        offsets = np.array([[0, 1], [pixels.shape[1], pixels.shape[1] + 1]])
+        pixels.reshape(-1)[corner + offsets[:, :, None]] = compare(values, level)
     first_row, first_col = rows.start - 2 * spans[0][0], cols.start - 2 * spans[1][0]
     return np.ascontiguousarray(
         pixels[first_row : first_row + rows.stop - rows.start, first_col : first_col + cols.stop - cols.start]
     )
 
 
-def _towards(p: np.ndarray, q: np.ndarray, sign: int) -> np.ndarray:
-    """A quarter of the way from q to p (``sign`` -1: q - (q - p) / 4) or from p to q (+1: p + (q - p) / 4), in float32."""
-    step = q - p
-    step *= 0.25
+def _towards(p: np.ndarray, q: np.ndarray, sign: int, out: np.ndarray) -> None:
+    """``out`` = a quarter of the way from q to p (``sign`` -1: q - (q - p) / 4) or from p to q (+1: p + (q - p) / 4), in
+    float32, like ``_interpolate``."""
+    np.subtract(q, p, out=out)
+    out *= 0.25
     if sign < 0:
-        return np.subtract(q, step, out=step)
-    return np.add(p, step, out=step)
+        np.subtract(q, out, out=out)
+    else:
+        np.add(p, out, out=out)
+
+
+def _clipped(index: np.ndarray, size: int) -> np.ndarray:
+    """``index`` clipped to [0, size - 1], in place (``np.clip`` on integers is slow, and few need it)."""
+    if index.size and index.min() < 0:
+        np.maximum(index, 0, out=index)
+    if index.size and index.max() >= size:
+        np.minimum(index, size - 1, out=index)
+    return index
