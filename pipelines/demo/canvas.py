@@ -31,6 +31,7 @@ class Canvas:
         self._frame = frame
         self.values = values
         self._coverage: dict[int, np.ndarray] = {}
+        self._extents: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
     def shape(frame: BodyFrame) -> tuple[int, int]:
@@ -82,30 +83,38 @@ class Canvas:
             return
         coverage = None
         if mask is not None:
-            coverage = self._mask_coverage(mask, mask_window)[relative(blocks, _blocks(mask_window, self._frame.shape)[0])]
+            inner = relative(blocks, _blocks(mask_window, self._frame.shape)[0])
+            coverage = self._mask_coverage(mask, mask_window)[inner]
+            extent = self._extents[id(mask)]
         positions = [2.0 * np.arange(span.start, span.stop) + 1.0 for span in blocks]
-        grid_cols = slice(blocks[1].start + 1, blocks[1].stop + 1)
         for chunk, _ in row_chunks(blocks):
-            part = slice(chunk.start - blocks[0].start, chunk.stop - blocks[0].start)
-            grid_rows = slice(chunk.start + 1, chunk.stop + 1)
+            part, inside = slice(chunk.start - blocks[0].start, chunk.stop - blocks[0].start), slice(0, cols.size)
+            if coverage is not None:
+                # Only the blocks the mask reaches: the term is zero on the others.
+                part, inside = _reached(extent, inner, part)
+                if part.start >= part.stop:
+                    continue
+            grid_rows = slice(part.start + blocks[0].start + 1, part.stop + blocks[0].start + 1)
+            grid_cols = slice(inside.start + blocks[1].start + 1, inside.stop + blocks[1].start + 1)
             values = compute(
                 Grid(
                     self._frame.grid_x[grid_rows, grid_cols],
                     self._frame.grid_y[grid_rows, grid_cols],
                     positions[0][part],
-                    positions[1],
+                    positions[1][inside],
                     None,
                 )
             )
             if scale is not None:
                 values *= scale
             if coverage is not None:
-                values *= coverage[part]
+                values *= coverage[part, inside]
             # Blocks cut by the window's edges: the term counts for the window's pixels only.
-            values *= rows[part, None]
-            if cols[0] != 1.0 or cols[-1] != 1.0:
-                values *= cols
-            self.values[chunk, blocks[1]] += values
+            if rows[part][0] != 1.0 or rows[part][-1] != 1.0:
+                values *= rows[part, None]
+            if cols[inside][0] != 1.0 or cols[inside][-1] != 1.0:
+                values *= cols[inside]
+            self.values[grid_rows.start - 1 : grid_rows.stop - 1, grid_cols.start - 1 : grid_cols.stop - 1] += values
 
     def add_blocks(self, window: Window, values: np.ndarray, mask: np.ndarray) -> None:
         """On the half-resolution grid, adds a term given at the centres of the blocks of ``window`` (``block_window``),
@@ -131,8 +140,27 @@ class Canvas:
         if id(mask) not in self._coverage:
             padded = _pad_to_blocks(mask, mask_window, self._frame.shape).view(np.uint8)
             pairs = padded[0::2] + padded[1::2]
-            self._coverage[id(mask)] = (pairs[:, 0::2] + pairs[:, 1::2]).astype(FLOAT) * FLOAT(0.25)
+            counts = pairs[:, 0::2] + pairs[:, 1::2]
+            self._coverage[id(mask)] = counts.astype(FLOAT) * FLOAT(0.25)
+            # Each row's first and last block (plus one) the mask reaches; (width, 0) where it reaches none.
+            reached = counts > 0
+            some = reached.any(axis=1)
+            first = np.where(some, reached.argmax(axis=1), counts.shape[1])
+            self._extents[id(mask)] = first, np.where(some, counts.shape[1] - reached[:, ::-1].argmax(axis=1), 0)
         return self._coverage[id(mask)]
+
+
+def _reached(extent: tuple[np.ndarray, np.ndarray], inner: Window, rows: slice) -> tuple[slice, slice]:
+    """The bounding box, within ``rows`` of the blocks ``inner`` of a mask's blocks, of those the mask reaches
+    (``extent``: each row's first and last block plus one): (rows, columns) relative to ``inner``."""
+    part = slice(inner[0].start + rows.start, inner[0].start + rows.stop)
+    first = np.maximum(extent[0][part] - inner[1].start, 0)
+    last = np.minimum(extent[1][part] - inner[1].start, inner[1].stop - inner[1].start)
+    found = np.flatnonzero(last > first)
+    if found.size == 0:
+        return slice(rows.start, rows.start), slice(0, 0)
+    low, high = int(found[0]), int(found[-1]) + 1
+    return slice(rows.start + low, rows.start + high), slice(int(first[low:high].min()), int(last[low:high].max()))
 
 
 def _blocks(window: Window, shape: tuple[int, int]) -> tuple[Window, np.ndarray, np.ndarray]:
