@@ -82,6 +82,7 @@ class SmoothField:
         self._left = (left / std).astype(FLOAT)
         self._cols_t = np.ascontiguousarray(cols.T, dtype=FLOAT)
         self._knots, self._std, self._shape, self._cells = knots / std, std, shape, cells
+        self._columns: tuple[np.ndarray, np.ndarray] | None = None
 
     def window(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """The field over ``rows`` x ``cols`` of the image: float32."""
@@ -93,11 +94,11 @@ class SmoothField:
         Returns:
             (len(rows), len(cols)) float32; at pixel centres, ``window``'s values to float32 rounding.
         """
-        weights = [
-            _normalised(_gaussian_weights(pos / size, cells))
-            for pos, size, cells in zip((rows, cols), self._shape, self._cells, strict=True)
-        ]
-        return ((weights[0] @ self._knots).astype(FLOAT)) @ weights[1].T.astype(FLOAT)
+        # The columns' weights are kept for the next call: a term's row chunks share their columns.
+        if self._columns is None or not np.array_equal(self._columns[0], cols):
+            self._columns = cols.copy(), _normalised(_gaussian_weights(cols / self._shape[1], self._cells[1])).T.astype(FLOAT)
+        weights = _normalised(_gaussian_weights(rows / self._shape[0], self._cells[0]))
+        return ((weights @ self._knots).astype(FLOAT)) @ self._columns[1]
 
 
 @functools.lru_cache(maxsize=32)

@@ -339,7 +339,8 @@ def _display(attenuation: np.ndarray, reference: float, max_value: int, shape: t
     points = np.pad(attenuation, 1, mode="edge")
     image = np.empty(shape, dtype=dtype)
     for chunk in row_chunks((slice(0, shape[0]), slice(0, shape[1]))):
-        image[chunk] = np.rint(upsample2(points, (-1, -1), chunk))
+        values = upsample2(points, (-1, -1), chunk)
+        image[chunk] = np.rint(values, out=values)
     return image
 
 
