@@ -340,7 +340,7 @@ def upsample2_compare(
     (fails) whole. Only the band of blocks where the points disagree, along the outline, is interpolated.
 
     Returns:
-        Window-sized bool.
+        Window-sized bool (a view, when the window starts or ends inside a block).
     """
     rows, cols = window
     if rows.start >= rows.stop or cols.start >= cols.stop:
@@ -391,9 +391,7 @@ def upsample2_compare(
         offsets = np.array([[0, 1], [pixels.shape[1], pixels.shape[1] + 1]])
         pixels.reshape(-1)[corner + offsets[:, :, None]] = compare(values, level)
     first_row, first_col = rows.start - 2 * spans[0][0], cols.start - 2 * spans[1][0]
-    return np.ascontiguousarray(
-        pixels[first_row : first_row + rows.stop - rows.start, first_col : first_col + cols.stop - cols.start]
-    )
+    return pixels[first_row : first_row + rows.stop - rows.start, first_col : first_col + cols.stop - cols.start]
 
 
 def _towards(p: np.ndarray, q: np.ndarray, sign: int, out: np.ndarray) -> None:
