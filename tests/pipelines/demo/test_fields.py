@@ -19,6 +19,7 @@ from pipelines.demo.fields import (
     grid_blur,
     smooth_noise,
     upsample2,
+    upsample2_compare,
 )
 from pipelines.demo.markings import _arctan2
 
@@ -130,3 +131,23 @@ def test_grid_blur_interpolated_matches_the_full_blur() -> None:
     coarse = grid_blur(downsample2(image), 2.4)
     interpolated = upsample2(np.pad(coarse, 1, mode="edge"), (-1, -1), (slice(0, 256), slice(0, 256)))
     assert np.abs(interpolated - full).max() < 0.02
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_upsample2_compare_is_the_threshold_of_upsample2(seed: int) -> None:
+    # Wavy fields with ties (rounded values) and windows starting and ending on odd and even pixels.
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        height, width = (int(size) for size in rng.integers(3, 30, 2))
+        rows, cols = np.mgrid[0:height, 0:width]
+        points = np.sin(rows * rng.uniform(0.1, 1.0)) + np.cos(cols * rng.uniform(0.1, 1.0)) + rng.normal(0, 0.3, (height, width))
+        points = (np.round(points) if rng.random() < 0.3 else points).astype(np.float32)
+        origin = (int(rng.integers(-3, 4)), int(rng.integers(-3, 4)))
+        first = [2 * start + 1 + int(rng.integers(0, 3)) for start in origin]
+        last = [2 * (start + size - 1) - int(rng.integers(0, 3)) for start, size in zip(origin, (height, width), strict=True)]
+        if last[0] <= first[0] or last[1] <= first[1]:
+            continue
+        window = (slice(first[0], last[0]), slice(first[1], last[1]))
+        for compare, level in ((np.greater, 0.0), (np.greater_equal, 0.0), (np.less_equal, 1.0)):
+            expected = compare(upsample2(points, origin, window), level)
+            np.testing.assert_array_equal(upsample2_compare(points, origin, window, compare, level), expected)
