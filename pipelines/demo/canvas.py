@@ -191,7 +191,11 @@ def _pad_to_blocks(values: np.ndarray, window: Window, shape: tuple[int, int]) -
         pads.append((before, after, pixels.stop == size))
     if not any(before or after for before, after, _ in pads):
         return values
-    padded = np.pad(values, [(before, after) for before, after, _ in pads])
+    # np.pad by hand (zeros around the window), without its overhead.
+    padded = np.zeros(
+        [size + before + after for size, (before, after, _) in zip(values.shape, pads, strict=True)], dtype=values.dtype
+    )
+    padded[pads[0][0] : pads[0][0] + values.shape[0], pads[1][0] : pads[1][0] + values.shape[1]] = values
     for axis, (_, after, at_edge) in enumerate(pads):
         if after and at_edge:
             # The image's last row (column) stands for the whole of its block.
