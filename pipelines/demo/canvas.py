@@ -146,7 +146,10 @@ class Canvas:
             reached = counts > 0
             some = reached.any(axis=1)
             first = np.where(some, reached.argmax(axis=1), counts.shape[1])
-            self._extents[id(mask)] = first, np.where(some, counts.shape[1] - reached[:, ::-1].argmax(axis=1), 0)
+            self._extents[id(mask)] = (
+                first,
+                np.where(some, counts.shape[1] - np.ascontiguousarray(reached[:, ::-1]).argmax(axis=1), 0),
+            )
         return self._coverage[id(mask)]
 
 
