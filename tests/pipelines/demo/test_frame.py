@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.demo.frame import body_frame, row_chunks, side_windows
+from pipelines.demo.frame import Field, Grid, body_frame, evaluate, row_chunks, side_windows
 
 
 def _coordinates(seed: int, height: int, width: int):
@@ -58,3 +58,18 @@ def test_row_chunks_cover_a_window_once() -> None:
     assert [c[1] for c in chunks] == [window[1]] * len(chunks)
     assert chunks[0][0].start == 3 and chunks[-1][0].stop == 1000
     assert all(a[0].stop == b[0].start for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+@pytest.mark.parametrize("size", [200, 1024])
+def test_field_compare_is_the_threshold_of_the_field(size: int) -> None:
+    # Pixel by pixel (200 px) and on the half-resolution grid (1024 px), over a window with odd edges.
+    frame = body_frame(np.random.default_rng(3), size, size)
+
+    def terms(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        return grid.x * grid.x + np.square(grid.y - 0.5) - 0.04, grid.x
+
+    window = (slice(size // 7 + 1, size - size // 5), slice(size // 9, size - size // 6 + 1))
+    field = Field(frame, window, terms)
+    for index, compare, level in ((0, np.less_equal, 0.0), (1, np.greater, 0.0)):
+        expected = evaluate(window, lambda chunk, index=index: field(chunk)[index])
+        np.testing.assert_array_equal(field.compare(window, index, compare, level), compare(expected, level))
