@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.demo.allocator import tune_for_rendering
 from pipelines.demo.dicom import plan_dicom
 from pipelines.demo.layouts import MONTGOMERY_ASPECT, Study, image_height, plan_montgomery, plan_nih, plan_shenzhen, write_text
 from pipelines.demo.phantom import MAX_SIZE, MIN_SIZE
@@ -97,7 +98,7 @@ def _write_studies(studies: list[Study], workers: int) -> None:
     context = multiprocessing.get_context("spawn")
     # Small chunks balance the load: a TB study renders its phantom three times.
     chunksize = max(1, len(studies) // (4 * workers))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=tune_for_rendering) as pool:
         for _ in pool.map(_write_study, studies, chunksize=chunksize):
             pass
 
