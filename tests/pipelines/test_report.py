@@ -1,4 +1,4 @@
-"""The run report and model cards of the shared three-run pipeline (see conftest.PipelineRun), checked against the artifacts.
+"""The run report and model cards of the shared pipeline run and rerun (see conftest.PipelineRun), checked against the artifacts.
 
 Every number the tests compare is read here independently: report.json and the DataGate report from their
 artifacts, TFDV statistics with tfdv, metrics and plots with tfma, the blessing from ML Metadata, the images
