@@ -62,13 +62,14 @@ def run(config: PipelineConfig, to_nodes: list[str] | None = None) -> dict[str, 
 
 def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
     # TFX (with TensorFlow and Beam) only once the run holds its directory: a busy or broken one answers at once.
-    from tfx import v1 as tfx
+    from tfx.orchestration import metadata as tfx_metadata
     from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines.pipeline import create_pipeline
 
     ensure_salt(config)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    metadata = tfx_metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata_connection_config=metadata, baseline_fingerprints=baseline_fingerprints(config))
     start = time.monotonic()
     logger.info("running pipeline %s (%d components) into %s", config.pipeline_name, len(pipeline.components), config.run_dir)
@@ -80,7 +81,7 @@ def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
         run_options = tfx_pipeline.RunOptions(to_nodes=list(to_nodes))
         logger.info("partial run: only what %s need", ", ".join(to_nodes))
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+        LocalDagRunner().run(pipeline, run_options=run_options)
     except Exception as e:  # a failed run gets its report too: it shows what stopped it (e.g. the data gate's findings)
         write_report(config, failure=f"{type(e).__name__}: {e}")
         raise

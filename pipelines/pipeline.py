@@ -7,8 +7,18 @@ import json
 import os
 from collections.abc import Mapping
 
-from tfx import v1 as tfx
+# TFX's classes from their own modules, not `tfx.v1`: importing tfx.v1 imports its Google Cloud extensions
+# (google-cloud-aiplatform), about 8 CPU-seconds spent by every process that builds a pipeline and never used here.
+from tfx.components.evaluator.component import Evaluator
+from tfx.components.example_validator.component import ExampleValidator
+from tfx.components.pusher.component import Pusher
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
 from tfx.dsl.components.base import executor_spec
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2
 
 from components import baselines, contract
 from components.evaluation import executor as evaluator_executor
@@ -36,7 +46,7 @@ def create_pipeline(
     baseline_metadata: Mapping[str, object] | None = None,
     baseline_fingerprints: Mapping[str, str] | None = None,
     input_fingerprint: str | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """Builds the TFX pipeline: ingest -> validate -> transform -> train x2 -> evaluate x2 -> push x2.
 
     Args:
@@ -53,15 +63,13 @@ def create_pipeline(
         sources=config.sources, options=config.ingest.options(), salt_env=config.salt_env, input_fingerprint=input_fingerprint
     ).with_beam_pipeline_args(list(config.ingest.beam_args))
     validation = config.validation
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
-    statistics_gen = tfx.components.StatisticsGen(
+    schema_gen = ImportSchemaGen(schema_file=os.path.join(schema_dir, "schema.pbtxt"))
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         stats_options=checks.statistics_options(validation.image_stats_sample_rate),
     )
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    )
+    example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     metadata = json.dumps(dict(baseline_metadata or {"sqlite": config.metadata_path}), sort_keys=True)
 
     def fingerprint(node: str) -> str:
@@ -83,7 +91,7 @@ def create_pipeline(
         continue_on_anomalies=validation.continue_on_anomalies,
         min_examples_for_distance=validation.min_examples_for_distance,
     )
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -121,19 +129,19 @@ def create_pipeline(
         ),
     )
     for task, run_fn, train, eval_config in (t for t in tasks if t[0] in config.tasks):
-        trainer = tfx.components.Trainer(
+        trainer = Trainer(
             run_fn=run_fn,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(num_steps=train.train_steps),
-            eval_args=tfx.proto.EvalArgs(num_steps=train.eval_steps),
+            train_args=trainer_pb2.TrainArgs(num_steps=train.train_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=train.eval_steps),
             custom_config=_hparams(train),
         ).with_id(contract.trainer(task))
         baseline = baselines.LatestBlessedModel(
             config.pipeline_name, task, metadata, fingerprint(contract.baseline_model(task))
         ).with_id(contract.baseline_model(task))
-        evaluator = tfx.components.Evaluator(
+        evaluator = Evaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs[baselines.MODEL_KEY],
@@ -142,18 +150,18 @@ def create_pipeline(
         ).with_id(contract.evaluator(task))
         # TFX's Evaluator, resolving the baseline reference first (components/evaluation/executor.py).
         evaluator.executor_spec = executor_spec.BeamExecutorSpec(evaluator_executor.Executor)
-        pusher = tfx.components.Pusher(
+        pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=os.path.join(config.serving_dir, config.push.model_names[task])
                 )
             ),
             custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         ).with_id(contract.pusher(task))
         components += [trainer, baseline, evaluator, pusher]
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=components,

@@ -24,7 +24,7 @@ from pipelines.config import PipelineConfig
 from pipelines.pipeline import create_pipeline
 
 if TYPE_CHECKING:
-    from tfx import v1 as tfx
+    from tfx.orchestration.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def check(config: PipelineConfig) -> None:
         raise ValueError("not runnable on Kubeflow:\n  - " + "\n  - ".join(problems))
 
 
-def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def build_pipeline(config: PipelineConfig) -> Pipeline:
     """create_pipeline(...) as Kubeflow runs it: Kubeflow's ML Metadata, Beam's options and the Trainers' resources.
 
     The same nodes as a local run. Differences: the baseline lookups read the cluster's metadata service

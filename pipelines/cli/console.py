@@ -46,7 +46,7 @@ def quiet_imports() -> None:
         os.dup2(buffer.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
-            import tfx.v1  # noqa: F401
+            import tfx.components  # noqa: F401
 
             import pipelines.config  # noqa: F401 - Beam, TFDV, TFT
         finally:
