@@ -105,8 +105,7 @@ def run_fn(fn_args: Any) -> None:
         def serve_image(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
             """One encoded image -> lung probability (H, W) and mask (H, W) uint8 at the image's own size."""
             shape = tf.shape(tf.io.decode_image(image_bytes, channels=1, expand_animations=False))
-            xf = module.tft_layer({F.IMAGE: tf.reshape(image_bytes, [1, 1])})
-            prob = predict(model, xf, size)[PREDICTION_KEY]
+            prob = module.serve_images(tf.reshape(image_bytes, [1]))[PREDICTION_KEY]  # its traced graph, called
             full = tf.image.resize(prob, shape[:2], method="bilinear")[0, :, :, 0]
             return {PREDICTION_KEY: full, F.SEGMENTATION_MASK: tf.cast(full > 0.5, tf.uint8)}
 
