@@ -202,6 +202,17 @@ def test_beam_components_get_the_configured_beam_args(documents, tfx_pipeline, k
         assert not any(a.startswith("--direct_") for a in beam), node  # the local DirectRunner settings stay local
 
 
+@pytest.mark.parametrize(
+    "given", [["--setup_file=/pipeline/setup.py"], ["--sdk_container_image=other:1"], ["--extra_package", "x.tar.gz"]]
+)
+def test_beam_workers_run_the_tasks_image_unless_told_otherwise(given):
+    # Without a dependency flag, each Beam task would build and stage an sdist of TFX (tfx.utils.dependency_utils).
+    default = cfg.KubeflowConfig().beam_args
+    assert runner.beam_args_for_image(default, "registry/cxr:1") == [*default, "--sdk_container_image=registry/cxr:1"]
+    assert runner.beam_args_for_image([], "registry/cxr:1") == ["--sdk_container_image=registry/cxr:1"]
+    assert runner.beam_args_for_image(given, "registry/cxr:1") == given
+
+
 def test_no_local_path_leaks_into_the_spec(documents, compiled, kubeflow_config):
     spec, platform = documents
     # gs:// URIs are where the cluster reads and writes; everything else must not name a path on this machine.

@@ -112,6 +112,10 @@ def test_every_task_completes_and_the_first_run_pushes_both_models(kfp_runs):
         assert _value(reference, "baseline_found") == 0  # a first run has no baseline: floors alone
         (blessing,) = _outputs(kfp_runs, kfp_runs.first, f"evaluator-{task}")["blessing"]
         assert _value(blessing, "blessed") == 1 and _value(blessing, "baseline_model") is None
+    # The Beam tasks take the image's packages as given (runner.beam_args_for_image): none built an sdist of TFX.
+    logs = kfp_runs.work_dir / "logs" / kfp_runs.first["run_id"]
+    assert len(list(logs.glob("*.log"))) >= 15
+    assert [p.name for p in logs.glob("*.log") if "Creating temporary sdist" in p.read_text()] == []
     (first_report,) = _outputs(kfp_runs, kfp_runs.first, "data-gate")["report"]
     gate = json.loads(Path(first_report.uri, "report.json").read_text())
     assert gate["baseline_statistics"] is None and gate["anomalies"] == []
