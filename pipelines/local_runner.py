@@ -8,10 +8,23 @@ import os
 import secrets
 import time
 
-from pipelines import run_lock
+from pipelines import beam_options, run_lock
 from pipelines.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
+
+# This project's setup.py, in a source checkout: what Beam's workers need of the project. Named in a local run's Beam
+# options so that TFX does not package itself instead for every Beam component (pipelines/beam_options.py: seconds
+# each); the DirectRunner stages nothing, other runners stage the project.
+SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+def beam_args(args: list[str]) -> list[str]:
+    """A local run's Beam options: none stay none (the DirectRunner in this process: TFX packages nothing); others
+    name SETUP_FILE as the workers' dependency unless they name one (an image, a package)."""
+    if not args or not os.path.isfile(SETUP_FILE):
+        return list(args)
+    return beam_options.with_dependencies(args, f"--setup_file={SETUP_FILE}")
 
 
 def ensure_salt(config: PipelineConfig) -> None:
@@ -69,6 +82,7 @@ def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
     from pipelines.pipeline import create_pipeline
 
     ensure_salt(config)
+    config = dataclasses.replace(config, beam_args=beam_args(config.beam_args))
     metadata = tfx_metadata.sqlite_metadata_connection_config(config.metadata_path)
     pipeline = create_pipeline(config, metadata_connection_config=metadata, baseline_fingerprints=baseline_fingerprints(config))
     start = time.monotonic()

@@ -20,6 +20,7 @@ import components  # noqa: F401 - selects Keras 2 before TensorFlow is imported
 from components import contract
 from cxr_kubeflow import tfjob
 from cxr_kubeflow.resources import resource_spec
+from pipelines import beam_options
 from pipelines.config import PipelineConfig
 from pipelines.pipeline import create_pipeline
 
@@ -44,33 +45,12 @@ _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 kubeflow_name = contract.kubeflow_task_name
 
 
-def _flags(args: list[str]) -> dict[str, str]:
-    """`--name=value` / `--name value` Beam flags as a dict (the last one wins, as in Beam)."""
-    flags: dict[str, str] = {}
-    tokens = list(args)
-    for i, token in enumerate(tokens):
-        if not token.startswith("--"):
-            continue
-        name, eq, value = token[2:].partition("=")
-        if not eq and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-            value = tokens[i + 1]
-        flags[name] = value
-    return flags
-
-
-# The Beam flags with which TFX's Beam executors take the workers' dependencies as given (tfx.utils.dependency_utils).
-# Without one, every Beam task builds and stages an sdist of TFX (2-3 s per task), on Kubeflow even with no Beam
-# arguments: the entrypoint (kubeflow_v2_run_executor) passes its own program name on as one.
-DEPENDENCY_FLAGS = ("extra_package", "extra_packages", "setup_file", "requirements_file", "sdk_container_image")
-
-
 def beam_args_for_image(args: list[str], image: str) -> list[str]:
     """`args` saying that the Beam workers run `image` (the tasks' own: DirectRunner in the pod, or Dataflow's
-    workers started from it), unless they already name the workers' dependencies."""
-    flags = _flags(args)
-    if any(flags.get(name) for name in DEPENDENCY_FLAGS):
-        return list(args)
-    return [*args, f"--sdk_container_image={image}"]
+    workers started from it), unless they already name the workers' dependencies. Without such a flag, TFX builds
+    and stages an sdist of itself in every Beam task, on Kubeflow even with no Beam arguments: the entrypoint
+    (kubeflow_v2_run_executor) passes its own program name on as one (pipelines/beam_options.py)."""
+    return beam_options.with_dependencies(args, f"--sdk_container_image={image}")
 
 
 def check(config: PipelineConfig) -> None:
@@ -103,7 +83,7 @@ def check(config: PipelineConfig) -> None:
         problems.append(f"kubeflow.schema_dir must be a path inside the image or gs://, got {kf.schema_dir!r}")
     if not kf.salt_secret:
         problems.append("kubeflow.salt_secret must name the Kubernetes Secret holding the patient-id salt")
-    flags = _flags(list(kf.beam_args) + list(config.ingest.beam_args))
+    flags = beam_options.flags(list(kf.beam_args) + list(config.ingest.beam_args))
     if flags.get("runner", "").lower() in ("dataflowrunner", "dataflow"):
         missing = [f"--{f}" for f in ("project", "region", "temp_location") if not flags.get(f)]
         if missing:

@@ -203,7 +203,13 @@ def test_beam_components_get_the_configured_beam_args(documents, tfx_pipeline, k
 
 
 @pytest.mark.parametrize(
-    "given", [["--setup_file=/pipeline/setup.py"], ["--sdk_container_image=other:1"], ["--extra_package", "x.tar.gz"]]
+    "given",
+    [
+        ["--setup_file=/pipeline/setup.py"],
+        ["--sdk_container_image=other:1"],
+        ["--worker_harness_container_image=other:1"],
+        ["--extra_package", "x.tar.gz"],
+    ],
 )
 def test_beam_workers_run_the_tasks_image_unless_told_otherwise(given):
     # Without a dependency flag, each Beam task would build and stage an sdist of TFX (tfx.utils.dependency_utils).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -157,3 +158,14 @@ def test_the_trainers_get_the_runs_model_sizes():
     assert cfg.load_config(overrides=["cls_size=96", "classification.cls_size=96"]).classification.cls_size == 96
     with pytest.raises(ValueError, match="classification.cls_size: the run has one cls_size; set the top-level cls_size"):
         cfg.load_config(overrides=["cls_size=96", "classification.cls_size=64"])
+
+
+def test_local_beam_options_name_the_project_instead_of_an_sdist_of_tfx():
+    from pipelines import local_runner
+
+    assert os.path.isfile(local_runner.SETUP_FILE)
+    assert local_runner.beam_args([]) == []  # the DirectRunner in this process: TFX packages nothing
+    default = cfg.PipelineConfig().beam_args
+    assert local_runner.beam_args(default) == [*default, f"--setup_file={local_runner.SETUP_FILE}"]
+    for named in (["--runner=PortableRunner", "--sdk_container_image=cxr:1"], ["--extra_package", "cxr.tar.gz"]):
+        assert local_runner.beam_args(named) == named
