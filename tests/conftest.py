@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_run import cxr, write_config
+from killed_run import KilledRun, kill_mid_trainer
 from tiny_run import RERUN, TINY_RUN_OVERRIDES
 
 import components  # noqa: F401 - Keras 2 before TensorFlow
@@ -49,6 +53,7 @@ SHARED_RUN_MODULES = {
     "tests/pipelines/test_e2e.py",
     "tests/pipelines/test_registry.py",
     "tests/pipelines/test_report.py",
+    "tests/pipelines/test_run_lock.py",
     "tests/serving/test_predict.py",
     "tests/serving/test_review_app.py",
 }
@@ -58,7 +63,6 @@ LONGEST_FIRST = (
     "tests/kubeflow/test_local_run.py",
     "tests/pipelines/test_configs.py",
     "tests/components/test_portable_beam.py",
-    "tests/pipelines/test_run_lock.py",
     "tests/pipelines/test_validation_gate.py",
     "tests/components/test_transform.py",
     "tests/components/test_distribution.py",
@@ -88,7 +92,8 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         name = item.originalname
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or name in SLOW_TESTS or name.startswith("test_tfma_"):
+        slow = name in SLOW_TESTS or name.startswith("test_tfma_") or "pipeline_run" in item.fixturenames
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or slow:
             item.add_marker(pytest.mark.slow)
         if "pipeline_run" in item.fixturenames and _group(item.nodeid) != SHARED_RUN_GROUP:
             raise pytest.UsageError(f"{item.nodeid} uses the shared pipeline run: add its module to SHARED_RUN_MODULES")
@@ -120,9 +125,12 @@ class PipelineRun:
 
     first:  the baseline, run as an operator runs it (`cxr run --config`, its terminal kept in `terminal`); both
             models are blessed against the floors alone and pushed.
-    rerun:  tests/tiny_run.RERUN: everything upstream of the Trainers comes from the cache; each new model is
-            compared with the first run's. The U-Net, trained longer, is blessed and pushed as a second version;
-            the classifier is held to a floor no model reaches: not blessed, not pushed.
+    killed: the rerun's first attempt, `cxr run` killed (SIGKILL) mid-Trainer after a second run was refused
+            (tests/killed_run.py); it leaves a stale lock and a RUNNING execution.
+    rerun:  tests/tiny_run.RERUN, resumed in this process (`resume_warnings`: what it said of the killed run): what
+            the killed attempt completed and everything upstream of the Trainers comes from the cache; each new
+            model is compared with the first run's. The U-Net, trained longer, is blessed and pushed as a second
+            version; the classifier is held to a floor no model reaches: not blessed, not pushed.
     """
 
     config: object
@@ -131,20 +139,22 @@ class PipelineRun:
     versions: list[dict[str, list[int]]]  # complete serving versions per model after each run
     terminal: str = ""  # what the first run printed (stdout and stderr of `cxr run`)
     rerun_config: object = None
+    killed: KilledRun | None = None
+    resume_warnings: list[str] = dataclasses.field(default_factory=list)  # pipelines.run_lock's, as the rerun began
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
     """Runs the real pipeline (LocalDagRunner, Beam, SQLite MLMD) twice on the tiny archive (see PipelineRun)."""
     from pipelines import config as cfg
-    from pipelines import local_runner
+    from pipelines import local_runner, run_lock
 
-    run_dir = tmp_path_factory.mktemp("run")
+    run_dir, config_dir = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("config")
     base = list(TINY_RUN_OVERRIDES)
     demo = cfg.demo_config(str(tiny_archive), str(run_dir))
     config = cfg.load_config(overrides=base, base=demo)
     rerun_config = cfg.load_config(overrides=base + RERUN, base=demo)
-    first = cxr("run", "--config", write_config(config, tmp_path_factory.mktemp("config") / "run.yaml"))
+    first = cxr("run", "--config", write_config(config, config_dir / "run.yaml"))
     assert first.code == 0, (first.stdout + first.stderr)[-5000:]
     report = os.path.join(config.run_dir, "reports", "report.html")
     first_outputs = {
@@ -155,11 +165,33 @@ def pipeline_run(tiny_archive, tmp_path_factory) -> PipelineRun:
         "report": report,
     }
     versions = [_versions(config.serving_dir)]
-    rerun = local_runner.run(rerun_config)  # in this process: the rerun needs no terminal of its own
+    killed = kill_mid_trainer(rerun_config, write_config(rerun_config, config_dir / "rerun.yaml"), config_dir / "killed.out")
+    with _messages(run_lock.logger, logging.WARNING) as resume_warnings:
+        rerun = local_runner.run(rerun_config)  # in this process: the rerun needs no terminal of its own
     versions.append(_versions(rerun["serving"]))
     return PipelineRun(
-        config, first_outputs, rerun, versions=versions, rerun_config=rerun_config, terminal=first.stdout + first.stderr
+        config,
+        first_outputs,
+        rerun,
+        versions=versions,
+        rerun_config=rerun_config,
+        terminal=first.stdout + first.stderr,
+        killed=killed,
+        resume_warnings=resume_warnings,
     )
+
+
+@contextlib.contextmanager
+def _messages(logger: logging.Logger, level: int) -> Iterator[list[str]]:
+    """The messages `logger` emits at `level` or above meanwhile (a session fixture has no caplog)."""
+    messages: list[str] = []
+    handler = logging.Handler(level)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def _versions(serving: str) -> dict[str, list[int]]:

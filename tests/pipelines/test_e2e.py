@@ -70,14 +70,22 @@ TRAINER_RERUN_NODES = RERUN_NODES | {"Trainer.segmentation", "Trainer.classifica
 
 def test_every_component_executed_then_cached(pipeline_run):
     runs = _executions_by_run(_store(pipeline_run.first["metadata"]), pipeline_run.config.pipeline_name)
-    assert len(runs) == 2
-    first, rerun = runs
+    assert len(runs) == 3  # the first run, the rerun's killed attempt (tests/killed_run.py), the resumed rerun
+    first, killed, rerun = runs
     assert set(first) == EXPECTED_NODES and set(rerun) == EXPECTED_NODES
     assert set(first.values()) == {"COMPLETE"}, first
+    # The killed attempt got as far as a Trainer: what it had run, it completed or took from the cache.
+    assert killed.pop(pipeline_run.killed.node) == "CANCELED"
+    assert set(killed.values()) <= {"COMPLETE", "CACHED"} and not any(n.startswith(("Evaluator", "Pusher")) for n in killed)
     # The rerun: the lookups have new answers (the first run's results), so they and what reads them run again,
     # with the Trainers whose hyperparameters changed; Transform and everything before it come from the cache.
-    assert {n for n, state in rerun.items() if state != "CACHED"} == TRAINER_RERUN_NODES, rerun
-    assert {n for n, state in rerun.items() if state == "CACHED"} == EXPECTED_NODES - TRAINER_RERUN_NODES, rerun
+    # Resumed after the killed attempt, it takes the model lookups that attempt completed from the cache (nothing
+    # was blessed since); the statistics lookup and the gate run again, as the attempt's gate accepted statistics.
+    done_before = {n for n, state in killed.items() if state == "COMPLETE"}
+    model_lookups = {n for n in EXPECTED_NODES if n.startswith("LatestBlessedModel.")}
+    assert done_before == RERUN_NODES - {n for n in RERUN_NODES if n.startswith(("Evaluator", "Pusher"))}, killed
+    assert {n for n, state in rerun.items() if state != "CACHED"} == TRAINER_RERUN_NODES - model_lookups, rerun
+    assert {n for n, state in rerun.items() if state == "CACHED"} == EXPECTED_NODES - TRAINER_RERUN_NODES | model_lookups
     assert set(rerun.values()) == {"COMPLETE", "CACHED"}, rerun
 
 
@@ -105,14 +113,16 @@ def test_data_gate_passes_clean_data_and_compares_the_rerun_with_the_first_run(p
 
     store = _store(pipeline_run.first["metadata"])
     reports = sorted(store.get_artifacts_by_type(gate.DataValidationReport.TYPE_NAME), key=lambda a: a.id)
-    # The gate ran in every run: each run's baseline is the statistics the previous run's gate accepted.
-    assert len(reports) == 2
-    first, second = (json.load(open(os.path.join(a.uri, gate.REPORT_JSON))) for a in reports[:2])
-    assert first["anomalies"] == second["anomalies"] == []
-    assert first["baseline_statistics"] is None  # nothing to compare a first run with
-    assert second["skipped"] == []  # the drift against the first run was measured (and is zero)
-    accepted = store.get_artifacts_by_type("ExampleStatistics")
-    assert second["baseline_statistics"] in {a.uri for a in accepted if "DataGate" in a.uri}
+    # The gate ran in every run (the rerun's killed attempt too): each run's baseline is the statistics the previous
+    # run's gate accepted.
+    assert len(reports) == 3
+    first, *later = (json.load(open(os.path.join(a.uri, gate.REPORT_JSON))) for a in reports)
+    accepted = sorted((a for a in store.get_artifacts_by_type("ExampleStatistics") if "DataGate" in a.uri), key=lambda a: a.id)
+    assert len(accepted) == 3
+    assert first["anomalies"] == [] and first["baseline_statistics"] is None  # nothing to compare a first run with
+    for report, baseline in zip(later, accepted, strict=False):
+        assert report["anomalies"] == [] and report["skipped"] == []  # the drift was measured (and is zero)
+        assert report["baseline_statistics"] == baseline.uri
     assert all(a.custom_properties[gate.FINDINGS_PROPERTY].int_value == 0 for a in reports)
 
 

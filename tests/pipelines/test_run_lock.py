@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from killed_run import read_only
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tiny_run import IN_PROCESS_BEAM
 
 from components import mlmd
 from pipelines import run_lock
@@ -133,102 +132,48 @@ def test_cancel_orphans_marks_only_unfinished_executions(tmp_path, caplog):
     assert run_lock.cancel_orphans(path, run_lock.Holder.me()) == []  # nothing left to mark
 
 
-# --- A real run killed mid-Trainer, then resumed ---
-
-RUN_SCRIPT = """
-import sys
-from pipelines import config as cfg
-from pipelines import local_runner
-config = cfg.load_config(overrides=sys.argv[3:], base=cfg.demo_config(sys.argv[1], sys.argv[2]))
-local_runner.run(config, to_nodes=["Trainer.segmentation"])
-"""
-# Only what the segmentation Trainer needs, on one core's worth of Beam (in-process: the kill takes it all).
-CHEAP = ["tasks=[segmentation]", *IN_PROCESS_BEAM, "report.enabled=false"]
-LONG_TRAINING = ["segmentation.train_steps=1000000", "segmentation.epochs=1", "segmentation.eval_steps=1"]
-SHORT_TRAINING = ["segmentation.train_steps=2", "segmentation.epochs=1", "segmentation.eval_steps=1"]
+# --- A real run killed mid-Trainer, then resumed: the shared pipeline run's rerun (tests/conftest.py) ---
 
 
-def _read_only(path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+def test_a_second_run_was_refused_while_the_killed_run_held_the_directory(pipeline_run):
+    killed, run_dir = pipeline_run.killed, pipeline_run.rerun_config.run_dir
+    assert re.match(rf"^run directory {re.escape(run_dir)} is in use by pid {killed.pid} on host ", killed.busy), killed.busy
+    assert "Traceback" not in killed.output  # killed, it had nothing to say about it
 
 
-def _running_trainer(path: str) -> mlmd.Execution | None:
-    """The segmentation Trainer's RUNNING execution, or None (also while the store is not there or is busy)."""
-    try:
-        store = _read_only(path)
-        running = [e for e in store.get_executions() if e.last_known_state == mlmd.Execution.RUNNING]
-        nodes = mlmd.node_ids(store, [e.id for e in running])
-    except Exception:  # the store does not exist yet, or the run is writing it
-        return None
-    return next((e for e in running if nodes.get(e.id) == "Trainer.segmentation"), None)
-
-
-@pytest.mark.slow
-def test_a_run_killed_mid_trainer_leaves_cancelled_executions_and_the_next_run_completes(tmp_path, monkeypatch, caplog):
+def test_a_run_killed_mid_trainer_leaves_cancelled_executions_and_the_next_run_completes(pipeline_run):
     from components.promotion import registry
     from components.reporting import run_data
-    from pipelines import config as cfg
-    from pipelines import local_runner
-    from pipelines.demo.archive import write_demo_archive
 
-    archive, run_dir = tmp_path / "archive", tmp_path / "run"
-    write_demo_archive(archive, n_per_source=4, size=64, seed=3)
-    monkeypatch.setenv("CXR_ID_SALT", "test-run-lock")
-    metadata, log = str(run_dir / "metadata.sqlite"), tmp_path / "killed_run.log"
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the run
-        proc = subprocess.Popen(
-            [sys.executable, "-c", RUN_SCRIPT, str(archive), str(run_dir), *CHEAP, *LONG_TRAINING],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while (killed := _running_trainer(metadata)) is None:
-            assert proc.poll() is None, f"the run ended before its Trainer started:\n{log.read_text()[-5000:]}"
-            assert time.monotonic() < deadline, "the Trainer did not start within 10 minutes"
-            time.sleep(1)
-        # Busy while the Trainer runs: a second run is refused, naming the first.
-        busy_config = cfg.load_config(overrides=CHEAP + SHORT_TRAINING, base=cfg.demo_config(str(archive), str(run_dir)))
-        with pytest.raises(run_lock.RunDirectoryBusy, match=f"in use by pid {proc.pid} on host "):
-            local_runner.run(busy_config, to_nodes=["Trainer.segmentation"])
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert _running_trainer(metadata) is not None  # nobody finished it
-
-    caplog.set_level(logging.WARNING, logger=run_lock.__name__)
-    config = cfg.load_config(overrides=CHEAP + SHORT_TRAINING, base=cfg.demo_config(str(archive), str(run_dir)))
-    local_runner.run(config, to_nodes=["Trainer.segmentation"])
-
-    assert f"took over the stale lock of {run_dir} from pid {proc.pid}" in caplog.text
-    assert f"execution {killed.id} (Trainer.segmentation) was left RUNNING by a killed run: marked CANCELED" in caplog.text
-    store = _read_only(metadata)
+    killed, run_dir = pipeline_run.killed, pipeline_run.rerun_config.run_dir
+    warnings = "\n".join(pipeline_run.resume_warnings)
+    assert f"took over the stale lock of {run_dir} from pid {killed.pid}" in warnings
+    assert f"execution {killed.execution_id} ({killed.node}) was left RUNNING by a killed run: marked CANCELED" in warnings
+    store = read_only(pipeline_run.rerun["metadata"])
     executions = {e.id: e for e in store.get_executions()}
-    nodes = mlmd.node_ids(store, executions)
     cancelled = [i for i, e in executions.items() if e.last_known_state == mlmd.Execution.CANCELED]
-    assert cancelled == [killed.id]  # runs are sequential: only the Trainer was unfinished
-    assert "run killed before this execution finished" in mlmd.value(executions[killed.id], run_lock.ORPHANED_BY)
+    assert cancelled == [killed.execution_id]  # runs are sequential: only the Trainer was unfinished
+    assert "run killed before this execution finished" in mlmd.value(executions[killed.execution_id], run_lock.ORPHANED_BY)
+    assert mlmd.node_ids(store, [killed.execution_id]) == {killed.execution_id: killed.node}
 
     # The run report's reading: the killed run shows its Trainer cancelled, not done; the resumed run completed.
+    task = killed.node.split(".", 1)[1]
     killed_run = next(
-        c.name for c in store.get_contexts_by_execution(killed.id) if c.type_id == store.get_context_type("pipeline_run").id
+        c.name
+        for c in store.get_contexts_by_execution(killed.execution_id)
+        if c.type_id == store.get_context_type("pipeline_run").id
     )
     before = run_data.find_run(store, killed_run)
-    assert before.state("Trainer.segmentation") == "canceled" and before.done("Trainer.segmentation") is None
-    assert run_data.training(store, before, "segmentation") is None
+    assert before.state(killed.node) == "canceled" and before.done(killed.node) is None
+    assert run_data.training(store, before, task) is None
     resumed = run_data.find_run(store)
     assert resumed.run_id != killed_run
     assert {resumed.state(n) for n in resumed.executions} <= {"complete", "cached"}, resumed.executions
-    assert resumed.state("Trainer.segmentation") == "complete"
-    trained = resumed.done("Trainer.segmentation")
+    assert resumed.state(killed.node) == "complete"
+    trained = resumed.done(killed.node)
+    assert killed.execution_id < trained.id
 
-    # `cxr models list`: one candidate, the resumed run's model; the killed Trainer made none.
-    (candidate,) = registry.candidates(store)
-    assert candidate.task == "segmentation" and candidate.blessed is None and candidate.versions == ()
-    assert mlmd.producer(store, candidate.model_id).id == trained.id
-    assert nodes[killed.id] == "Trainer.segmentation" and killed.id < trained.id
+    # `cxr models list`: the first run's model and the resumed run's; the killed Trainer made none.
+    candidates = [c for c in registry.candidates(store) if c.task == task]
+    producers = [mlmd.producer(store, c.model_id).id for c in candidates]
+    assert len(candidates) == 2 and producers[-1] == trained.id and killed.execution_id not in producers
