@@ -1,9 +1,11 @@
 """Subprocess for test_distribution.py: trains a tiny classifier a few SGD steps under one strategy, saves the result.
 
-Usage: python distributed_worker.py {single,mirrored,multiworker} OUT.npz
+Usage: python distributed_worker.py local OUT_DIR        (writes single.npz, single_half.npz and mirrored.npz)
+       python distributed_worker.py multiworker OUT.npz
 
 Each mode runs in a fresh process because the strategies need TensorFlow unconfigured: logical CPU devices
-must be declared, and MultiWorkerMirroredStrategy created, before TensorFlow initialises its runtime.
+must be declared, and MultiWorkerMirroredStrategy created, before TensorFlow initialises its runtime. The
+one-device reference and MirroredStrategy share a process (one device of the two logical CPUs, then both).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import components  # noqa: E402,F401 - Keras 2 before TensorFlow
 
-MODES = ("single", "mirrored", "multiworker")
+MODES = ("local", "multiworker")
 SIZE, LABELS, EXAMPLES, STEPS, GLOBAL_BATCH = 16, 3, 40, 5, 8
 LEARNING_RATE = 0.1
 
@@ -119,7 +121,7 @@ def _save(path: str, result: dict, strategy) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in MODES:
-        print(f"usage: distributed_worker.py {{{','.join(MODES)}}} OUT.npz", file=sys.stderr)
+        print("usage: distributed_worker.py local OUT_DIR | multiworker OUT.npz", file=sys.stderr)
         return 2
     mode, out = argv
     if mode == "multiworker":
@@ -127,21 +129,22 @@ def main(argv: list[str]) -> int:
         from components.trainer import common
 
         strategy = common.distribution_strategy()
-    elif mode == "mirrored":
-        import tensorflow as tf
+        _save(out, train(strategy, GLOBAL_BATCH), strategy)
+        return 0
+    import tensorflow as tf
 
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    else:
-        from components.trainer import common
+    from components.trainer import common
 
-        strategy = common.distribution_strategy()
-        if strategy.num_replicas_in_sync != 1:
-            raise RuntimeError(f"expected one device without TF_CONFIG or GPUs, got {strategy}")
-        # A control: half the global batch, i.e. what one replica alone would compute.
-        _save(out.replace(".npz", "_half.npz"), train(strategy, GLOBAL_BATCH // 2), strategy)
-    _save(out, train(strategy, GLOBAL_BATCH), strategy)
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    single = common.distribution_strategy()
+    if single.num_replicas_in_sync != 1:
+        raise RuntimeError(f"expected one device without TF_CONFIG or GPUs, got {single}")
+    _save(os.path.join(out, "single.npz"), train(single, GLOBAL_BATCH), single)
+    # A control: half the global batch, i.e. what one replica alone would compute.
+    _save(os.path.join(out, "single_half.npz"), train(single, GLOBAL_BATCH // 2), single)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _save(os.path.join(out, "mirrored.npz"), train(mirrored, GLOBAL_BATCH), mirrored)
     return 0
 
 

@@ -8,9 +8,9 @@ The small CNN is used because it has neither BatchNorm nor (with dropout=0) rand
 strategy BatchNorm normalises with each replica's own batch statistics (not SyncBatchNorm), so a U-Net's
 training differs from one device by design, and an exact comparison would test nothing but that choice.
 
-Every strategy runs in its own subprocess (tests/components/distributed_worker.py): logical devices and
+The strategies run in subprocesses (tests/components/distributed_worker.py): logical devices and
 MultiWorkerMirroredStrategy must be set up before TensorFlow initialises, which this process already did.
-The four processes (one device, Mirrored, two workers) run at once to stay within the time budget.
+The three processes (one device then Mirrored over two logical CPUs in one, two workers) run at once.
 """
 
 from __future__ import annotations
@@ -57,22 +57,21 @@ def _env(tf_config: dict | None = None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Runs the four trainings at once; the .npz result of each, by name."""
+    """Runs the trainings at once; the .npz result of each, by name (single, mirrored, worker0, worker1)."""
     work = tmp_path_factory.mktemp("distributed")
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     jobs = {
-        "single": ("single", _env()),
-        "mirrored": ("mirrored", _env()),
-        "worker0": ("multiworker", _env({"cluster": cluster, "task": {"type": "worker", "index": 0}})),
-        "worker1": ("multiworker", _env({"cluster": cluster, "task": {"type": "worker", "index": 1}})),
+        "local": ("local", _env(), work),
+        "worker0": ("multiworker", _env({"cluster": cluster, "task": {"type": "worker", "index": 0}}), work / "worker0.npz"),
+        "worker1": ("multiworker", _env({"cluster": cluster, "task": {"type": "worker", "index": 1}}), work / "worker1.npz"),
     }
     procs: dict[str, subprocess.Popen] = {}
     logs = {name: work / f"{name}.log" for name in jobs}
     try:
-        for name, (mode, env) in jobs.items():
+        for name, (mode, env, out) in jobs.items():
             with open(logs[name], "w") as log:  # a file, not a pipe: a full pipe would block the worker
                 procs[name] = subprocess.Popen(
-                    [sys.executable, str(WORKER), mode, str(work / f"{name}.npz")],
+                    [sys.executable, str(WORKER), mode, str(out)],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -91,7 +90,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                 proc.wait()
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name} failed (exit {proc.returncode}):\n{logs[name].read_text()[-3000:]}"
-    return {name: work / f"{name}.npz" for name in jobs}
+    return {name: work / f"{name}.npz" for name in ("single", "mirrored", "worker0", "worker1")}
 
 
 def _load(path: Path) -> dict:
