@@ -85,7 +85,7 @@ def build_model(
     )
     loss = make_masked_categorical_ce(class_weights) if task.kind == "multiclass" else make_masked_bce_loss(class_weights)
     metrics = [MaskedMacroAUC(len(task.classes)), MaskedAUC(), MaskedBinaryAccuracy()]
-    model.compile(optimizer=common.adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=metrics)
+    model.compile(optimizer=keras.optimizers.Adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=metrics)
     # Under MultiWorkerMirroredStrategy tf_keras would otherwise add up the already synchronised loss and
     # metrics of every worker (logged Dice above 1, early stopping on inflated numbers).
     model.distribute_reduction_method = "first"

@@ -183,13 +183,6 @@ def learning_rate(hp: HParams, total_steps: int) -> float | keras.optimizers.sch
     )
 
 
-def adam(learning_rate: float | keras.optimizers.schedules.LearningRateSchedule) -> keras.optimizers.legacy.Adam:
-    """Adam, as tf_keras's OptimizerV2 (`optimizers.legacy`): the update and defaults of `optimizers.Adam`, applied by
-    one fused op per variable where the newer optimizer traces a dozen. Each Trainer's first step traces the whole
-    training step: for the U-Net 4 s instead of 10 s (the steps after it take the same time with either)."""
-    return keras.optimizers.legacy.Adam(learning_rate)
-
-
 def batched(ds: tf.data.Dataset, to_example: Callable[..., Any], batch_size: int) -> tf.data.Dataset:
     return (
         ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

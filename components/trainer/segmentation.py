@@ -63,7 +63,9 @@ def build_model(hp: common.HParams, total_steps: int = 1) -> keras.Model:
         hp.arch_for(SEGMENTATION_ARCHS), hp.seg_size, hp.base_filters, hp.depth, num_classes=hp.mask_classes
     )
     loss = dice_ce_loss if hp.mask_classes == 3 else dice_bce_loss
-    model.compile(optimizer=common.adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=[DiceCoefficient(), IoU()])
+    model.compile(
+        optimizer=keras.optimizers.Adam(common.learning_rate(hp, total_steps)), loss=loss, metrics=[DiceCoefficient(), IoU()]
+    )
     # Under MultiWorkerMirroredStrategy tf_keras would otherwise add up the already synchronised loss and
     # metrics of every worker (logged Dice above 1, early stopping on inflated numbers).
     model.distribute_reduction_method = "first"
