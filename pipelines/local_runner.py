@@ -79,8 +79,10 @@ def _run(config: PipelineConfig, to_nodes: list[str] | None) -> dict[str, str]:
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from components.beam_construction import memoize_dofn_specs
     from pipelines.pipeline import create_pipeline
 
+    memoize_dofn_specs()  # the Beam components run in this process
     ensure_salt(config)
     config = dataclasses.replace(config, beam_args=beam_args(config.beam_args))
     metadata = tfx_metadata.sqlite_metadata_connection_config(config.metadata_path)

@@ -102,6 +102,14 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: file order otherwise
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _beam_inspects_each_dofn_once() -> None:
+    """What a run does in its process (pipelines/local_runner.py), for the tests that run Beam jobs directly."""
+    from components.beam_construction import memoize_dofn_specs
+
+    memoize_dofn_specs()
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """The real CXR samples (never committed); tests using them skip with a clear message when absent."""

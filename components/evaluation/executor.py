@@ -14,10 +14,12 @@ from tfx.components.evaluator import executor as tfx_evaluator
 from tfx.types import standard_component_specs
 
 from components import baselines
+from components.beam_construction import memoize_dofn_specs
 
 
 class Executor(tfx_evaluator.Executor):
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
+        memoize_dofn_specs()
         key = standard_component_specs.BASELINE_MODEL_KEY
         input_dict = {**input_dict, key: baselines.resolve(input_dict.get(key))}
         super().Do(input_dict, output_dict, exec_properties)

@@ -15,6 +15,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import progress
+from components.beam_construction import memoize_dofn_specs
 from components.ingest import accounting, beam_ingest
 from components.ingest import spec as C
 from components.ingest.sources import SourceConfig
@@ -28,6 +29,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """Lists the sources, runs the Beam ingestion, writes the report; fails past the quarantine limit."""
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:
+        memoize_dofn_specs()
         sources = [SourceConfig(**s) for s in json.loads(exec_properties[C.SOURCES_KEY])]
         options = C.options_from_json(exec_properties[C.OPTIONS_KEY])
         salt_env = exec_properties[C.SALT_ENV_KEY]
