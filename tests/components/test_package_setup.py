@@ -24,3 +24,21 @@ def test_dill_trace_keeps_its_levels_and_sets_the_logger_only_on_a_change(monkey
     _dill._trace(False)
     assert _dill.log.level == logging.WARN
     assert [c for c in calls if c[0] == "dill"] == [("dill", logging.INFO), ("dill", logging.WARN)]
+
+
+def test_the_map_of_installed_distributions_is_computed_once_and_answers_as_importlib_does(monkeypatch):
+    from importlib import metadata
+
+    from google.api_core import _python_version_support
+
+    mapping = metadata.packages_distributions()
+    assert mapping == metadata.packages_distributions.__wrapped__()  # importlib's own answer, computed anew
+    assert "tensorflow" in mapping["tensorflow"] and "google-api-core" in mapping["google"]
+    mapping["google"].append("changed")
+    mapping["extra"] = ["x"]
+    assert "changed" not in metadata.packages_distributions()["google"] and "extra" not in metadata.packages_distributions()
+    scans = []
+    monkeypatch.setattr(metadata, "distributions", lambda **kw: scans.append(kw) or [])
+    assert metadata.packages_distributions()["tensorflow"] == ["tensorflow"]  # no scan of the environment again
+    assert _python_version_support._get_pypi_package_name("tensorflow") == "tensorflow"  # what api-core asks
+    assert scans == []
