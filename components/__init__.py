@@ -48,28 +48,31 @@ def _set_dill_trace_only_on_change() -> None:
 _set_dill_trace_only_on_change()
 
 
-def _map_distributions_once() -> None:
+def _memoize_packages_distributions() -> None:
     """google-api-core (>= 2.28) checks the Python version as each of its packages is imported, and each check
     maps every installed distribution to its modules (`importlib.metadata.packages_distributions()`: every
-    RECORD file of the environment read again, 0.4-0.5 s, four times in every process that imports Beam or TFX).
-    What is installed does not change while a process runs: the mapping is computed once, and each caller gets
-    its own copy of it."""
+    RECORD file on sys.path read again, 0.4-0.5 s, four times in every process that imports Beam or TFX). The
+    mapping is computed again only when sys.path has changed (what is installed does not change while a process
+    runs), and each caller gets its own copy of it."""
+    import sys
     from importlib import metadata
 
-    if getattr(metadata.packages_distributions, "computed_once", False):
+    if getattr(metadata.packages_distributions, "memoized", False):
         return
     compute = metadata.packages_distributions
-    mapping: dict[str, list[str]] = {}
+    computed: dict[tuple[str, ...], dict[str, list[str]]] = {}  # for the sys.path it was computed on
 
     def packages_distributions() -> dict[str, list[str]]:
-        if not mapping:
-            mapping.update(compute())
-        return {module: list(distributions) for module, distributions in mapping.items()}
+        path = tuple(sys.path)
+        if path not in computed:
+            computed.clear()
+            computed[path] = compute()
+        return {module: list(distributions) for module, distributions in computed[path].items()}
 
-    packages_distributions.computed_once = True
+    packages_distributions.memoized = True
     packages_distributions.__doc__ = compute.__doc__
     packages_distributions.__wrapped__ = compute
     metadata.packages_distributions = packages_distributions
 
 
-_map_distributions_once()
+_memoize_packages_distributions()

@@ -34,6 +34,7 @@ SLOW_MODULES = {
     "test_sources_covid",
     "test_kubeflow_entrypoint",
     "test_portable_beam",
+    "test_trainer_fit",
 }
 SLOW_TESTS = {
     "test_the_executor_runs_tfx_trainer_in_the_tfjob_workers",  # a worker process runs TFX's Trainer

@@ -26,7 +26,7 @@ def test_dill_trace_keeps_its_levels_and_sets_the_logger_only_on_a_change(monkey
     assert [c for c in calls if c[0] == "dill"] == [("dill", logging.INFO), ("dill", logging.WARN)]
 
 
-def test_the_map_of_installed_distributions_is_computed_once_and_answers_as_importlib_does(monkeypatch):
+def test_the_map_of_installed_distributions_is_computed_once_per_sys_path_and_answers_as_importlib_does(monkeypatch, tmp_path):
     from importlib import metadata
 
     from google.api_core import _python_version_support
@@ -42,3 +42,5 @@ def test_the_map_of_installed_distributions_is_computed_once_and_answers_as_impo
     assert metadata.packages_distributions()["tensorflow"] == ["tensorflow"]  # no scan of the environment again
     assert _python_version_support._get_pypi_package_name("tensorflow") == "tensorflow"  # what api-core asks
     assert scans == []
+    monkeypatch.syspath_prepend(str(tmp_path))  # another sys.path: mapped anew
+    assert metadata.packages_distributions() == {} and len(scans) == 1

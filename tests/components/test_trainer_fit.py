@@ -11,7 +11,7 @@ import tf_keras as keras
 from components.trainer import common, segmentation
 from components.trainer.hparams import HParams
 
-HP = HParams(seg_size=32, base_filters=4, depth=2, batch_size=4, epochs=1, lr_schedule="constant", augment=False)
+HP = HParams(seg_size=16, base_filters=4, depth=1, batch_size=4, epochs=1, lr_schedule="constant", augment=False)
 STEPS = 3
 
 
